@@ -1,0 +1,272 @@
+"""Evaluation sets in one shape: documents to index, questions, and what counts as a correct hit.
+
+Two sources are read:
+
+- the golden set (``eval/data/golden.jsonl`` over ``corpus/``): each question names exact spans of the
+  corpus files; a retrieved chunk is judged per span (span level);
+- the common JSONL format of the external dev sets (``corpus.jsonl`` + ``queries.dev.jsonl``, see
+  ``../shared/evaldata/README.md``): a chunk is judged by its document (document level) and, where the
+  answers are exact substrings of the gold document (NCPQA), by the answer too (answer level).
+
+Every relevance unit is a ``Gold``: a document plus, for spans and answers, where the text sits in it.
+The rule deciding whether a chunk hits a unit is ``chunk_hits`` (pure, so it is tested on hand-made
+chunks).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zhiwen.ingest.types import Document
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN_PATH = REPO / "eval" / "data" / "golden.jsonl"
+GOLDEN_CORPUS = REPO / "corpus"
+LEVELS = ("span", "answer", "document")
+MIN_OVERLAP = 0.5
+
+
+class DatasetError(ValueError):
+    """An evaluation file cannot be used; the message names the file, the line and what to fix."""
+
+
+@dataclass(frozen=True)
+class Gold:
+    """One relevance unit: a whole document (no ``locations``) or a span of it.
+
+    ``locations`` are the ``(start, end)`` offsets of every occurrence of ``text`` in the document.
+    ``fits_chunk`` relaxes the overlap rule for text longer than a chunk (see ``chunk_hits``).
+    """
+
+    unit_id: str
+    doc_id: str
+    text: str = ""
+    locations: tuple[tuple[int, int], ...] = ()
+    fits_chunk: bool = False
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question and its relevance units per level; ``kind`` is direct, paraphrase, negative or external."""
+
+    qid: str
+    query: str
+    kind: str
+    gold: dict[str, tuple[Gold, ...]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def negative(self) -> bool:
+        """A question the corpus does not answer: no gold at any level."""
+        return not any(self.gold.values())
+
+
+@dataclass
+class Dataset:
+    """What one evaluation indexes and asks. ``notes`` say how it departs from the full set (subsets)."""
+
+    name: str
+    documents: list[Document]
+    queries: list[Query]
+    levels: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+def overlap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
+    """Characters shared by the half-open ranges ``[a_start, a_end)`` and ``[b_start, b_end)``."""
+    return max(0, min(a_end, b_end) - max(a_start, b_start))
+
+
+def chunk_hits(doc_id: str, start: int, end: int, gold: Gold) -> bool:
+    """Whether the chunk ``doc_id[start:end]`` hits the relevance unit ``gold``.
+
+    Same document is required. A document-level unit is then hit. A span is hit when the chunk overlaps
+    one of its occurrences by at least half of the span's length (so a chunk containing the span hits
+    it, and so does one covering most of it). With ``fits_chunk`` (answers, which may be longer than any
+    chunk) the bar is half of the shorter of span and chunk: a chunk that is mostly answer text hits.
+    """
+    if doc_id != gold.doc_id:
+        return False
+    if not gold.locations:
+        return True
+    for span_start, span_end in gold.locations:
+        length = span_end - span_start
+        if gold.fits_chunk:
+            length = min(length, end - start)
+        if overlap(start, end, span_start, span_end) >= MIN_OVERLAP * length:
+            return True
+    return False
+
+
+def find_all(text: str, part: str) -> tuple[tuple[int, int], ...]:
+    """Every ``(start, end)`` where ``part`` occurs in ``text`` (``str.find`` from each previous start)."""
+    found: list[tuple[int, int]] = []
+    at = text.find(part)
+    while part and at >= 0:
+        found.append((at, at + len(part)))
+        at = text.find(part, at + 1)
+    return tuple(found)
+
+
+def default_evaldata() -> Path:
+    """``$ZHIWEN_EVALDATA``, else ``../shared/evaldata`` next to the repository."""
+    return Path(os.environ.get("ZHIWEN_EVALDATA") or REPO.parent / "shared" / "evaldata")
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+
+
+def load_golden(
+    golden_path: Path = GOLDEN_PATH, corpus_dir: Path = GOLDEN_CORPUS, limit: int | None = None
+) -> Dataset:
+    """The golden set: ``corpus_dir`` loaded as ``zhiwen ingest`` loads it, questions judged per span.
+
+    Each span is located with ``str.find`` in the loaded text (the text chunk offsets refer to); a span
+    that is not an exact substring of its document is an error naming the line to fix.
+    """
+    from zhiwen.ingest.pipeline import load_paths
+    from zhiwen.ingest.settings import Settings
+
+    documents, failed = load_paths([corpus_dir], Settings(), progress=False)
+    if failed:
+        raise DatasetError("; ".join(f"{path}: {reason}" for path, reason in failed))
+    texts = {doc.doc_id: doc.text for doc in documents}
+    queries: list[Query] = []
+    problems: list[str] = []
+    for number, row in _read_jsonl(golden_path):
+        spans: list[Gold] = []
+        for i, gold in enumerate(row.get("gold", []), 1):
+            text = texts.get(gold["doc_id"])
+            locations = find_all(text, gold["span"]) if text is not None else ()
+            if not locations:
+                what = "no such document" if text is None else "span not found in the document"
+                problems.append(f"{golden_path}:{number}: {row['qid']} gold {i} ({gold['doc_id']}): {what}")
+            spans.append(Gold(f"{row['qid']}#s{i}", gold["doc_id"], gold["span"], locations))
+        kind = row.get("type", "direct")
+        queries.append(Query(row["qid"], row["query"], kind, {"span": tuple(spans)}, {"note": row.get("note", "")}))
+    if problems:
+        raise DatasetError("golden spans must be exact substrings of corpus files:\n" + "\n".join(problems))
+    return Dataset("golden", documents, queries[:limit], ("span",))
+
+
+def load_common(
+    corpus_path: Path,
+    queries_path: Path,
+    name: str | None = None,
+    limit: int | None = None,
+    max_docs: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """A set in the common format (``corpus.jsonl[.gz]`` + ``queries.jsonl``), judged per document.
+
+    Questions whose ``meta.answer_is_exact_span_of_gold`` is true are judged per answer too. ``limit``
+    keeps the first N questions. ``max_docs`` indexes only the gold documents of the kept questions plus
+    randomly sampled distractors (``seed``) up to N documents in all: far easier than the full corpus,
+    and ``notes`` says so. Questions with none of their gold documents in the corpus are dropped (noted).
+    """
+    name = name or queries_path.parent.name
+    rows = [row for _, row in _read_jsonl(queries_path)][:limit]
+    gold_ids = {doc_id for row in rows for doc_id in row.get("gold_doc_ids", [])}
+    corpus: dict[str, Document] = {}
+    for number, row in _read_jsonl(corpus_path):
+        if not row.get("text"):
+            continue
+        doc_id = str(row["doc_id"])
+        corpus[doc_id] = Document(doc_id, row.get("title") or "", row["text"], row.get("meta") or {})
+    notes: list[str] = []
+    if max_docs is not None and max_docs < len(corpus):
+        kept = sorted(gold_ids & corpus.keys())
+        others = sorted(corpus.keys() - gold_ids)
+        kept += random.Random(seed).sample(others, max(0, min(len(others), max_docs - len(kept))))
+        notes.append(
+            f"SUBSET: {len(kept)} of {len(corpus)} documents indexed (the gold documents of these questions "
+            f"plus random distractors, seed {seed}); scores are higher than on the full corpus"
+        )
+        corpus = {doc_id: corpus[doc_id] for doc_id in sorted(kept)}
+    queries: list[Query] = []
+    levels = ["document"]
+    missing = 0
+    unlocated = 0
+    for row in rows:
+        gold_docs = [d for d in row.get("gold_doc_ids", []) if d in corpus]
+        if row.get("gold_doc_ids") and not gold_docs:
+            missing += 1
+            continue
+        gold: dict[str, tuple[Gold, ...]] = {"document": tuple(Gold(d, d) for d in gold_docs)}
+        if (row.get("meta") or {}).get("answer_is_exact_span_of_gold"):
+            answers = _locate_answers(row, gold_docs, corpus)
+            if answers:
+                gold["answer"] = answers
+                levels = ["answer", "document"]
+            else:
+                unlocated += 1
+        queries.append(Query(str(row["qid"]), row["query"], "external", gold, row.get("meta") or {}))
+    if missing:
+        notes.append(f"{missing} questions dropped: none of their gold documents is in the corpus")
+    if unlocated:
+        notes.append(f"{unlocated} questions without an answer found verbatim in a gold document: document level only")
+    return Dataset(name, list(corpus.values()), queries, tuple(levels), notes)
+
+
+def _locate_answers(row: dict[str, Any], gold_docs: list[str], corpus: dict[str, Document]) -> tuple[Gold, ...]:
+    """Answer units for the gold documents that contain each answer (surrounding blanks ignored)."""
+    units: list[Gold] = []
+    for i, answer in enumerate(row.get("answers", []), 1):
+        answer = answer.strip()
+        for doc_id in gold_docs:
+            locations = find_all(corpus[doc_id].text, answer)
+            if locations:
+                units.append(Gold(f"{row['qid']}#a{i}", doc_id, answer, locations, fits_chunk=True))
+                break
+    return tuple(units)
+
+
+EXTERNAL = {
+    "ncpqa": ("ncpqa_gov_policy/corpus.jsonl", "ncpqa_gov_policy/queries.dev.jsonl", None),
+    "msgabench": ("msgabench_gov_qa/corpus.jsonl", "msgabench_gov_qa/queries.dev.jsonl", None),
+    # 147k statute articles take hours to embed on two cores: by default index a documented subset.
+    "stard": ("corpora/lawrefbook_articles.jsonl.gz", "stard_statutes/queries.dev.jsonl", 5000),
+}
+DATASETS = ("golden", *EXTERNAL)
+
+
+def load_dataset(
+    name: str,
+    limit: int | None = None,
+    max_docs: int | None = None,
+    seed: int = 0,
+    evaldata: Path | None = None,
+) -> Dataset:
+    """A named set: ``golden``, or an external dev set under ``evaldata`` (see ``default_evaldata``).
+
+    ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
+    ``stard``: 5000 documents) and ``0`` forces the whole corpus.
+    """
+    if name == "golden":
+        return load_golden(limit=limit)
+    if name not in EXTERNAL:
+        raise DatasetError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+    root = evaldata or default_evaldata()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: evaluation data not found; set ZHIWEN_EVALDATA to the evaldata folder")
+    corpus, queries, default_max = EXTERNAL[name]
+    max_docs = default_max if max_docs is None else (max_docs or None)
+    return load_common(root / corpus, root / queries, name, limit, max_docs, seed)

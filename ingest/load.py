@@ -1,0 +1,242 @@
+"""Find files and load them as documents: plain text and Markdown, Word (.docx) and PDF.
+
+Text files may be UTF-8 (with or without a BOM), UTF-16 with a BOM, or GB18030/GBK. Newlines are
+normalised to ``\\n`` and the normalised text is what the document stores, so chunk offsets refer to
+it. A file that cannot be used raises ``LoadError`` naming the file and the reason, in one line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+import unicodedata
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .types import Document
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".pdf")
+TEXT_SUFFIXES = (".txt", ".md")
+MAX_CONTROL_SHARE = 0.01  # more control characters than this (besides tabs, newlines) means binary
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_ISSUER_NAME = (
+    r"(?:国务院|人民政府|人民银行|银保监局|证监局|金融监管局党组|地方金融监管局|金融监管局|监管局|金融办|"
+    r"委员会|党组|党委|办公厅|办公室|厅|市局|局)"
+)
+_ISSUER_PREFIX = re.compile(r"[\u4e00-\u9fff*]{0,12}?" + _ISSUER_NAME)  # the stem's 机构- prefix, whole
+_ISSUER_IN_TEXT = re.compile(r"(?:[\u4e00-\u9fff]{1,6}?[省市区县])?" + _ISSUER_NAME)
+_YEAR = re.compile(r"(?<![0-9])(19[0-9]{2}|20[0-9]{2})(?![0-9])")
+DOC_TYPES = (
+    "工作总结",
+    "汇报发言",
+    "政府工作报告",
+    "工作报告",
+    "推进情况",
+    "工作要点",
+    "实施方案",
+    "工作方案",
+    "讲话",
+    "通知",
+    "意见",
+    "办法",
+    "总结",
+    "汇报",
+    "报告",
+)
+
+
+class LoadError(Exception):
+    """A file that cannot be loaded: ``str()`` is ``"{path}: {reason}"`` on one line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = path
+        self.reason = " ".join(reason.split())
+        super().__init__(f"{path}: {self.reason}")
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def discover(paths: list[Path]) -> list[tuple[Path, str]]:
+    """Files under ``paths`` with their document ids, in a stable order.
+
+    A folder is searched recursively (hidden files and folders skipped) and its files get their path
+    relative to it (posix style) as id; a file given directly gets its file name. Files of unsupported
+    types are listed too, so the caller can report them when ``load_document`` refuses them.
+    """
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(path.rglob("*")):
+                relative = file.relative_to(path)
+                if file.is_file() and not _hidden(relative):
+                    found.append((file, relative.as_posix()))
+        elif path.is_file():
+            found.append((path, path.name))
+        else:
+            raise LoadError(path, "no such file or folder")
+    return found
+
+
+def _size(n: int) -> str:
+    """A byte count for people: ``812 bytes``, ``17.6 KB``, ``50.0 MB``."""
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _looks_binary(text: str) -> bool:
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f\v")
+    return "\x00" in text or controls > MAX_CONTROL_SHARE * len(text)
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """Bytes of a text file as a string: BOM-marked UTF-8/16/32, else strict UTF-8, else GB18030."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding).lstrip("\ufeff")
+            except UnicodeDecodeError as exc:
+                raise LoadError(
+                    path, f"starts with a {encoding} byte-order mark but is not {encoding} ({exc.reason})"
+                )
+            break
+    else:
+        if b"\x00" in data:
+            raise LoadError(path, "binary file (contains NUL bytes), not text")
+        for encoding in ("utf-8", "gb18030"):
+            try:
+                text = data.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            raise LoadError(path, "cannot decode the text as UTF-8, UTF-16 or GB18030; save it as UTF-8")
+    if _looks_binary(text):
+        raise LoadError(path, "binary file (control characters), not text")
+    return text
+
+
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _docx_text(path: Path, data: bytes) -> str:
+    """Paragraphs and table rows (cells joined by `` | ``) of a Word file, in document order."""
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LoadError(path, f"not a valid .docx file (corrupt, or an old .doc?): {exc}") from None
+    lines: list[str] = []
+    for element in document.element.body.iterchildren():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            lines.append(Paragraph(element, document).text)
+        elif tag == "tbl":
+            for row in Table(element, document).rows:
+                cells: list[str] = []
+                for cell in row.cells:
+                    value = " ".join(cell.text.split())
+                    if not cells or cells[-1] != value:  # a merged cell is repeated once per grid column
+                        cells.append(value)
+                lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def _pdf_text(path: Path, data: bytes) -> tuple[str, list[int]]:
+    """The text layer of a PDF, pages joined by ``\\n``, and where each page starts in it."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError(path, "encrypted PDF; save an unprotected copy")
+        pages = [normalise_newlines(page.extract_text() or "") for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LoadError(path, f"not a valid PDF (corrupt?): {exc}") from None
+    starts, offset = [], 0
+    for page in pages:
+        starts.append(offset)
+        offset += len(page) + 1
+    if not "".join(pages).strip():
+        raise LoadError(path, "no text layer (scanned PDF?); run OCR on it first")
+    return "\n".join(pages), starts
+
+
+def load_document(path: Path, doc_id: str, max_bytes: int) -> Document:
+    """Read one file as a ``Document`` with its metadata; raises ``LoadError`` when it cannot be used."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        found = f"file type {suffix}" if suffix else "file without an extension"
+        raise LoadError(path, f"unsupported {found}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LoadError(path, f"file is {_size(size)}, over the {_size(max_bytes)} limit (max_file_mb)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise LoadError(path, "empty file")
+    meta: dict[str, Any] = {"source": str(path.resolve()), "suffix": suffix}
+    if suffix == ".docx":
+        text = normalise_newlines(_docx_text(path, data))
+    elif suffix == ".pdf":
+        text, meta["page_starts"] = _pdf_text(path, data)
+    else:
+        text = normalise_newlines(decode_text(path, data))
+    if not text.strip():
+        raise LoadError(path, "no text (the file holds only whitespace)")
+    found = extract_metadata(path.stem, text)
+    title = found.pop("title")
+    return Document(doc_id=doc_id, title=title, text=text, meta={**found, **meta})
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.split("\n") if line.strip()), "")
+
+
+def extract_metadata(title: str, text: str) -> dict[str, Any]:
+    """Title, issuer, year and document type from a file's stem (``title``) and its first lines.
+
+    The first line is the title when it looks like one (short, no closing punctuation), else the stem
+    is. The stem's ``机构-主题`` prefix names the issuer when it is an organisation; otherwise the
+    title or first lines are searched. Keys not found are left out (``title`` is always there).
+    """
+    first = _first_line(text).lstrip("#").strip()
+    looks_like_title = 0 < len(first) <= 40 and first[-1] not in "。！？；：，、,.;:!?"
+    # a generic first line ("政府工作报告") that the file name already contains says less than the name
+    found: dict[str, Any] = {"title": first if looks_like_title and first not in title else title}
+    prefix = re.split(r"[-－—_]", title, maxsplit=1)[0] if re.search(r"[-－—_]", title) else ""
+    issuer = (
+        _ISSUER_PREFIX.fullmatch(prefix)
+        or _ISSUER_IN_TEXT.search(found["title"])
+        or _ISSUER_IN_TEXT.search(text[:200])
+    )
+    if issuer:
+        found["issuer"] = issuer[0].lstrip("*")
+    year = _YEAR.search(found["title"]) or _YEAR.search(title) or _YEAR.search(first)
+    if year:
+        found["year"] = int(year[0])
+    doc_type = next((t for t in DOC_TYPES if t in found["title"] or t in title), None)
+    if doc_type:
+        found["doc_type"] = doc_type
+    return found

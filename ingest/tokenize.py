@@ -1,0 +1,41 @@
+"""Chinese word tokens for BM25: jieba search-mode cut with a domain dictionary and stopwords.
+
+The same function tokenizes passages at ingest and questions at query time, so both sides agree.
+Anonymisation marks (``*``) and punctuation never become tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from importlib import resources
+
+import jieba
+
+_WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]")
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> jieba.Tokenizer:
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    with resources.as_file(resources.files("zhiwen.ingest") / "data" / "userdict.txt") as path:
+        tok.load_userdict(str(path))
+    return tok
+
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    text = (resources.files("zhiwen.ingest") / "data" / "stopwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
+def tokenize(text: str) -> list[str]:
+    """Words of ``text`` for BM25: jieba search-mode tokens, lower-cased, without stopwords or punctuation."""
+    stop = stopwords()
+    return [
+        word
+        for word in (w.strip().lower() for w in _tokenizer().cut_for_search(text))
+        if word and word not in stop and _WORDLIKE.search(word)
+    ]

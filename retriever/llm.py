@@ -1,0 +1,139 @@
+"""Optional LLM answers through LangChain chat models, checked against the passages they were given.
+
+The model sees the numbered passages and is asked to answer only from them with ``[n]`` markers.
+Zhiwen then checks the answer itself, because small models' markers are unreliable: markers must name a
+passage that was given, and a sentence whose numbers (amounts, dates, percentages) do not all appear in
+the passages it cites is dropped, with a warning saying so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from zhiwen.ingest.settings import Settings
+
+from .types import Answer, Citation, Hit
+
+SYSTEM_PROMPT = (
+    "你是“知问”，一个回答政府和金融监管工作报告相关问题的助手。只能依据用户给出的编号段落回答，"
+    "不得使用段落以外的知识。每句话后用[编号]标注依据的段落，例如[1]或[2][3]。"
+    "段落中的*号代表隐去的名称或数字，原样保留*号，不要猜测或补全。"
+    "如果段落不足以回答问题，只回答：资料中没有相关内容。回答简洁，用中文。"
+)
+_MARKER = re.compile(r"\[(\d+)\]")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*%?")
+_SENTENCE = re.compile(r"[^。！？；\n]*(?:[。！？；\n]|$)")
+
+
+class LLMError(RuntimeError):
+    """The LLM is not configured or not reachable; the message names the setting to fix."""
+
+
+def build_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
+    passages = "\n\n".join(f"[{i}]《{h.title}》{h.text}" for i, h in enumerate(hits, 1))
+    return [SystemMessage(SYSTEM_PROMPT), HumanMessage(f"段落：\n{passages}\n\n问题：{question}")]
+
+
+def chat_model_from_settings(settings: Settings) -> BaseChatModel:
+    """An OpenAI-compatible endpoint when ``llm_base_url`` is set, else a local GGUF when ``llm_gguf`` is."""
+    if settings.llm_base_url:
+        try:
+            from langchain_openai import ChatOpenAI
+        except ImportError:
+            raise LLMError("ZHIWEN_LLM_BASE_URL is set but langchain-openai is missing: pip install 'zhiwen[llm]'") from None
+        if not settings.llm_model:
+            raise LLMError("ZHIWEN_LLM_BASE_URL is set but ZHIWEN_LLM_MODEL is not: name the served model")
+        return ChatOpenAI(
+            base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key or "none",
+            temperature=0, streaming=True,
+        )
+    if settings.llm_gguf:
+        return LlamaCppChat.from_path(settings.llm_gguf)
+    raise LLMError("no LLM configured: set ZHIWEN_LLM_BASE_URL and ZHIWEN_LLM_MODEL, or run `zhiwen llm setup`")
+
+
+class LlamaCppChat(BaseChatModel):
+    """A LangChain chat model over a local GGUF file through llama-cpp-python (optional extra ``gguf``)."""
+
+    llama: Any
+    max_tokens: int = 512
+
+    @classmethod
+    def from_path(cls, path: str, threads: int | None = None) -> LlamaCppChat:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise LLMError("ZHIWEN_LLM_GGUF is set but llama-cpp-python is missing: pip install 'zhiwen[gguf]'") from None
+        return cls(llama=Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False))
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp"
+
+    def _request(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
+        roles = {"system": "system", "human": "user", "ai": "assistant"}
+        return [{"role": roles[m.type], "content": str(m.content)} for m in messages]
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any) -> ChatResult:
+        out = self.llama.create_chat_completion(
+            self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop
+        )
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(out["choices"][0]["message"]["content"]))])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+                ) -> Iterator[ChatGenerationChunk]:
+        for part in self.llama.create_chat_completion(
+            self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop, stream=True
+        ):
+            text = part["choices"][0]["delta"].get("content")
+            if text:
+                yield ChatGenerationChunk(message=AIMessageChunk(text))
+
+
+def stream_llm_answer(question: str, hits: list[Hit], model: BaseChatModel) -> Iterator[str | Answer]:
+    """Yield the model's text as it streams, then the checked ``Answer`` as the last item."""
+    raw = []
+    for chunk in model.stream(build_messages(question, hits)):
+        text = chunk.content if isinstance(chunk.content, str) else ""
+        if text:
+            raw.append(text)
+            yield text
+    yield check_answer("".join(raw), hits)
+
+
+def check_answer(text: str, hits: list[Hit]) -> Answer:
+    """Keep the sentences whose markers and numbers are backed by the passages they cite."""
+    warnings: list[str] = []
+    kept: list[str] = []
+    cited: set[int] = set()
+    for sentence in (m.group() for m in _SENTENCE.finditer(text)):
+        if not sentence.strip():
+            continue
+        marks = [int(n) for n in _MARKER.findall(sentence)]
+        bad = sorted({n for n in marks if not 1 <= n <= len(hits)})
+        if bad:
+            warnings.append(f"删去了不存在的引用标记 {''.join(f'[{n}]' for n in bad)}")
+            sentence = _MARKER.sub(lambda m, bad=bad: "" if int(m.group(1)) in bad else m.group(), sentence)
+            marks = [n for n in marks if n not in bad]
+        evidence = "".join(hits[n - 1].text for n in marks)
+        plain = _MARKER.sub("", sentence)
+        missing = [x for x in _NUMBER.findall(plain) if x not in evidence]
+        if missing:
+            warnings.append(f"删去一句（数字 {'、'.join(missing)} 不在所引段落中）：{plain.strip()}")
+            continue
+        cited.update(marks)
+        kept.append(sentence)
+    answer = "".join(kept).strip()
+    citations = [
+        Citation(n, h.chunk_id, h.doc_id, h.title, h.text, h.start, h.end)
+        for n, h in enumerate(hits, 1) if n in cited
+    ]
+    refused = not citations
+    if refused and not answer:
+        answer = "资料中没有相关内容。"
+    return Answer(answer, "llm", refused, citations, related=hits if refused else [], warnings=warnings)

