@@ -9,8 +9,9 @@ relevance units (``ranked_units``):
 
 - span and answer level: each chunk, in rank order, delivers the gold units it hits that no higher chunk
   hit yet, else it stands for itself (a miss). A chunk hitting two spans delivers both.
-- document level: the documents of the chunks in order of first appearance (duplicates dropped), each
-  relevant when it is a gold document.
+- document level: the documents of the retrieved chunks in order of first appearance (duplicates
+  dropped), each relevant when it is a gold document. The documents come from the top k chunks, so a
+  question may rank fewer than k documents.
 
 Cut-offs count chunks (documents at document level): recall@k is ranx ``recall`` over what the top k
 positions delivered, so a chunk delivering two spans at rank 5 counts both for recall@5. MRR@10 is the

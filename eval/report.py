@@ -9,7 +9,7 @@ from zhiwen.retriever import Hit
 
 from .datasets import Query
 from .harness import EvalResult, Run
-from .metrics import first_ranks, recall_curve, to_qrels, to_run
+from .metrics import first_ranks, ranked_units, recall_curve, to_qrels, to_run
 
 SNIPPET = 60
 
@@ -33,6 +33,11 @@ def describe(result: EvalResult) -> list[str]:
 
 def metrics_table(result: EvalResult) -> str:
     """The results as an aligned text table, preceded by ``describe``."""
+    return "\n".join([*describe(result), "", *_table_lines(result)])
+
+
+def _table_lines(result: EvalResult) -> list[str]:
+    """The metric rows as aligned columns under a header."""
     names = list(result.rows[0].metrics) if result.rows else []
     header = ["level", "chunker", "strategy", *names, "ms/q"]
     body = [
@@ -40,11 +45,10 @@ def metrics_table(result: EvalResult) -> str:
         for row in result.rows
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    table = [
+    return [
         "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
         for line in [header, *body]
     ]
-    return "\n".join([*describe(result), "", *table])
 
 
 def to_json(result: EvalResult) -> dict[str, Any]:
@@ -71,7 +75,8 @@ def to_json(result: EvalResult) -> dict[str, Any]:
 def write_trec(result: EvalResult, folder: Path) -> list[Path]:
     """Per level, ``<dataset>.<level>.qrels`` and one ``<dataset>.<level>.<chunker>-<strategy>.run``.
 
-    The run files list relevance units (see ``metrics``), so ``trec_eval`` scores them as this harness does.
+    The run files list relevance units (see ``metrics``) from the top k positions, so ``trec_eval`` gives
+    the same MRR and nDCG; its recall@k counts units, not chunks, and differs when a chunk hits two spans.
     """
     from ranx import Qrels
     from ranx import Run as RanxRun
@@ -103,7 +108,7 @@ def write_report(result: EvalResult, folder: Path) -> Path:
         *(f"- {line}" for line in describe(result)),
         "",
         "```",
-        metrics_table(result).split("\n\n", 1)[1],
+        *_table_lines(result),
         "```",
         "",
         "![recall@k per strategy](recall_at_k.png)",
@@ -132,24 +137,24 @@ def question_section(result: EvalResult, query: Query) -> list[str]:
         lines += [f"- `{g.unit_id}` {g.doc_id}: {_snippet(g.text) or '(whole document)'}" for g in gold]
         lines += ["", "| run | " + " | ".join(g.unit_id for g in gold) + " |", "|---" * (len(gold) + 1) + "|"]
         for run in result.runs:
-            ranks = first_ranks(run.positions(result.dataset, level)[query.qid], gold)
+            ranks = first_ranks(ranked_units(run.hits[query.qid], gold, level), gold)
             lines.append(f"| {run.name} | " + " | ".join(str(r or "-") for r in ranks.values()) + " |")
     else:
         lines.append("Negative: the corpus does not answer it. Top hits per run:")
     lines.append("")
     for run in result.runs:
-        rows = _ranked_above(run, result, query, level)
+        rows = _ranked_above(run, query, level)
         lines += [f"<details><summary>{run.name}</summary>", "", *rows, "", "</details>", ""]
     return lines
 
 
-def _ranked_above(run: Run, result: EvalResult, query: Query, level: str) -> list[str]:
+def _ranked_above(run: Run, query: Query, level: str) -> list[str]:
     """The run's ranked list down to its last gold hit (all of it after a miss; top 3 for negatives)."""
     hits = run.hits[query.qid]
     gold = query.gold.get(level, ())
     if not gold:
         return [f"{h.rank}. {h.doc_id} [{h.start}:{h.end}] {_snippet(h.text)}" for h in hits[:3]]
-    positions = run.positions(result.dataset, level)[query.qid]
+    positions = ranked_units(hits, gold, level)
     ranks = list(first_ranks(positions, gold).values())
     depth = len(positions) if None in ranks else max(ranks)
     if level == "document":

@@ -60,9 +60,8 @@ class Retriever:
         with self._lock:
             if self._gen is not None and latest == self._gen.path:
                 return False
-            old, self._gen = self._gen, None
-        if old is not None:
-            old.close()
+            # Searches still running on the old generation keep their reference; it closes when released.
+            self._gen = None
         return True
 
     def search(

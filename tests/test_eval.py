@@ -227,7 +227,7 @@ def test_golden_spans_are_all_located_in_the_corpus():
 
 def test_golden_span_not_in_the_corpus_is_reported_with_its_line(tmp_path):
     golden = tmp_path / "golden.jsonl"
-    doc_id = sorted(p.name for p in GOLDEN_CORPUS.glob("*.txt"))[0]
+    doc_id = min(p.name for p in GOLDEN_CORPUS.glob("*.txt"))
     rows = [
         {"qid": "ok", "query": "?", "type": "negative", "gold": [], "note": ""},
         {"qid": "bad", "query": "?", "type": "direct", "gold": [{"doc_id": doc_id, "span": "这句话不在语料里"}], "note": ""},

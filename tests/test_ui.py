@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from zhiwen.ingest.embed import Embedder
 from zhiwen.ingest.pipeline import ingest_paths
-from zhiwen.ingest.settings import Settings, SettingsError
+from zhiwen.ingest.settings import Settings, SettingsError, default_cache_dir
 from zhiwen.ingest.types import Document
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import REFUSAL
-from zhiwen.ui.app import ZhiwenApp, parse_auth, prepare, reveal_prefixes
+from zhiwen.ui.app import ZhiwenApp, launch, parse_auth, prepare, reveal_prefixes
 from zhiwen.ui.render import answer_html, escape, position_label
 
+pytestmark = pytest.mark.slow
 CORPUS = Path(__file__).parents[1] / "corpus"
 INJECTION = (
     "测试机构-注入测试文档\n"
@@ -24,28 +31,28 @@ INJECTION = (
 UNIQUE_FACT = "星河渔业互助基金由云杉县农商行于今年设立，首期规模为七千万元。"
 
 
-def build_index(tmp: Path) -> Settings:
+def build_index(tmp: Path, embedder: Embedder) -> Settings:
     """A fresh index of the corpus plus the injection document under ``tmp``."""
     source = tmp / "docs"
     shutil.copytree(CORPUS, source)
     (source / "注入测试.txt").write_text(INJECTION, encoding="utf-8")
-    settings = Settings.load(index_dir=tmp / "data" / "index")
-    report = ingest_paths([source], settings, progress=False)
+    settings = Settings(index_dir=tmp / "data" / "index", cache_dir=default_cache_dir())
+    report = ingest_paths([source], settings, progress=False, embedder=embedder)
     assert not report.failed and report.documents == 6
     return settings
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> ZhiwenApp:
+def shared(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> ZhiwenApp:
     """One app over one index, for tests that only read."""
-    settings = build_index(tmp_path_factory.mktemp("ui"))
-    return ZhiwenApp(settings, Retriever(settings))
+    settings = build_index(tmp_path_factory.mktemp("ui"), embedder)
+    return ZhiwenApp(settings, Retriever(settings, embedder=embedder))
 
 
 @pytest.fixture
 def fresh(shared: ZhiwenApp, tmp_path: Path) -> ZhiwenApp:
     """An app over its own index (for uploads and deletes), sharing the loaded embedding model."""
-    settings = build_index(tmp_path)
+    settings = build_index(tmp_path, shared.retriever.embedder)
     return ZhiwenApp(settings, Retriever(settings, embedder=shared.retriever.embedder))
 
 
@@ -57,7 +64,7 @@ def test_chat_streams_an_answer_with_linked_citations_and_sources(shared: Zhiwen
     steps = run_chat(shared, "如何支持新市民金融？")
     assert len(steps) > 3, "the answer should arrive in pieces"
     contents = [history[-1]["content"] for history, _, _ in steps[1:-1]]
-    assert all(len(a) <= len(b) for a, b in zip(contents, contents[1:]))
+    assert all(len(a) <= len(b) for a, b in pairwise(contents))
     history, sources, turns = steps[-1]
     assert history[0] == {"role": "user", "content": "如何支持新市民金融？"}
     answer = history[-1]["content"]
@@ -67,7 +74,8 @@ def test_chat_streams_an_answer_with_linked_citations_and_sources(shared: Zhiwen
     first_card = sources.split('id="zw-t0-c1"')[1].split('class="zw-source"')[0]
     assert "新市民" in first_card.split("<mark>")[1].split("</mark>")[0]
     assert "字符" in first_card and "段" in first_card
-    assert len(turns) == 1 and turns[0]["message_index"] == 1 and turns[0]["question"] == "如何支持新市民金融？"
+    assert len(turns) == 1 and turns[0]["message_index"] == 1
+    assert turns[0]["question"] == "如何支持新市民金融？"
 
 
 def test_second_question_links_to_its_own_turn_and_older_sources_can_be_reselected(shared: ZhiwenApp) -> None:
@@ -188,11 +196,27 @@ def test_retrieval_test_shows_each_strategys_scores(shared: ZhiwenApp) -> None:
 
 
 def test_prepare_ingests_the_corpus_when_there_is_no_index(tmp_path: Path) -> None:
-    app = prepare(Settings.load(index_dir=tmp_path / "index"), CORPUS)
+    app = prepare(Settings(index_dir=tmp_path / "index", cache_dir=default_cache_dir()), CORPUS)
     assert "首次启动" in app.startup_note and "added 5" in app.startup_note
     assert len(app.doc_ids()) == 5
     with pytest.raises(FileNotFoundError, match="no index"):
-        prepare(Settings.load(index_dir=tmp_path / "other"), tmp_path / "missing")
+        prepare(Settings(index_dir=tmp_path / "other"), tmp_path / "missing")
+
+
+def test_launch_binds_the_configured_address_behind_auth(shared: ZhiwenApp) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = launch(shared.settings.replace(port=port, auth="admin:s3cret"), corpus=None, block=False)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/config", timeout=10)
+        assert refused.value.code == 401
+        login = urllib.parse.urlencode({"username": "admin", "password": "s3cret"}).encode()
+        assert json.load(urllib.request.urlopen(f"{base}/login", data=login, timeout=10)) == {"success": True}
+    finally:
+        demo.close()
 
 
 def test_answer_html_links_only_known_citations() -> None:
@@ -203,8 +227,15 @@ def test_answer_html_links_only_known_citations() -> None:
 
 def test_position_label_names_item_part_and_page() -> None:
     doc = Document("a.pdf", "A", "x" * 300, {"page_starts": [0, 100, 200]})
-    meta = {"heading_path": ["一、总体情况"], "paragraph_index": 2, "item_label": "（二）", "item_index": 2,
-            "item_count": 5, "part_index": 1, "part_count": 2}
+    meta = {
+        "heading_path": ["一、总体情况"],
+        "paragraph_index": 2,
+        "item_label": "（二）",
+        "item_index": 2,
+        "item_count": 5,
+        "part_index": 1,
+        "part_count": 2,
+    }
     label = position_label(meta, doc, 150, 180)
     assert label == "一、总体情况 · 第3段 · 第2/5项「（二）」 · 第1/2部分 · 第2页 · 字符 150–180"
     assert position_label({}, None, 0, 5) == "字符 0–5"

@@ -29,7 +29,12 @@ from zhiwen.retriever.types import Answer
 
 from .render import CSS, HEAD, answer_html, escape, position_label, sources_panel, status_html
 
-EXAMPLES = ["如何支持新市民金融？", "金融促进消费有哪些措施？", "如何防范化解金融风险？", "怎样提升金融服务实体经济质效？"]
+EXAMPLES = [
+    "如何支持新市民金融？",
+    "金融促进消费有哪些措施？",
+    "如何防范化解金融风险？",
+    "怎样提升金融服务实体经济质效？",
+]
 DOC_HEADERS = ["文档 ID", "标题", "段落数", "发布机构", "年份", "类型"]
 HIT_HEADERS = ["排名", "得分", "BM25", "向量", "融合", "标题", "位置", "段落原文"]
 REVEAL_PAUSE = 0.03  # seconds between revealed pieces of an offline answer, so it streams like an LLM's
@@ -71,8 +76,11 @@ class ZhiwenApp:
             yield history, turns[-1]["sources"] if turns else "", turns
             return
         turn = len(turns)
-        history = [*history, {"role": "user", "content": escape(question)},
-                   {"role": "assistant", "content": "正在检索…"}]
+        history = [
+            *history,
+            {"role": "user", "content": escape(question)},
+            {"role": "assistant", "content": "正在检索…"},
+        ]
         yield history, "", turns
         answer, streamed = None, ""
         for piece in self._answer_stream(question):
@@ -92,7 +100,12 @@ class ZhiwenApp:
             content += "\n" + "\n".join(f"⚠ {escape(w)}" for w in answer.warnings)
         history[-1] = {"role": "assistant", "content": content}
         sources = self.sources(turn, answer)
-        record = {"question": question, "answer": answer, "message_index": len(history) - 1, "sources": sources}
+        record = {
+            "question": question,
+            "answer": answer,
+            "message_index": len(history) - 1,
+            "sources": sources,
+        }
         yield history, sources, [*turns, record]
 
     def _answer_stream(self, question: str) -> Iterator[str | Answer]:
@@ -154,7 +167,8 @@ class ZhiwenApp:
         manifest = read_manifest(Path(self.settings.index_dir)) or {}
         docs, chunks = len(self.retriever.generation.doc_meta), len(self.retriever.generation.doc_ids)
         mode = "LLM 生成（附引用）" if self.use_llm else "离线摘录（原文句子+引用）"
-        line = f"知识库：{docs} 篇文档，{chunks} 个段落 · 回答方式：{mode} · 嵌入模型：{manifest.get('embed_model', '?')}"
+        model = manifest.get("embed_model", "?")
+        line = f"知识库：{docs} 篇文档，{chunks} 个段落 · 回答方式：{mode} · 嵌入模型：{model}"
         return status_html(f"{line}\n{self.startup_note}" if self.startup_note else line)
 
     def documents_table(self) -> list[list[Any]]:
@@ -162,12 +176,19 @@ class ZhiwenApp:
         gen = self.retriever.generation
         counts = Counter(gen.doc_ids.tolist())
         return [
-            [d.doc_id, d.title, counts[d.doc_id], d.meta.get("issuer", ""), d.meta.get("year", ""),
-             d.meta.get("doc_type", "")]
+            [
+                d.doc_id,
+                d.title,
+                counts[d.doc_id],
+                d.meta.get("issuer", ""),
+                d.meta.get("year", ""),
+                d.meta.get("doc_type", ""),
+            ]
             for d in gen.documents()
         ]
 
     def doc_ids(self) -> list[str]:
+        """The ids of the indexed documents, for the delete selector."""
         return sorted(self.retriever.generation.doc_meta)
 
     def upload(self, files: Sequence[str] | None, progress: Progress = _no_progress) -> str:
@@ -219,7 +240,9 @@ class ZhiwenApp:
     def rebuild(self, progress: Progress = _no_progress) -> str:
         """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
         progress(0.1, "重建索引")
-        report = ingest_documents([], self.settings, rebuild=True, progress=True, embedder=self.retriever.embedder)
+        report = ingest_documents(
+            [], self.settings, rebuild=True, progress=True, embedder=self.retriever.embedder
+        )
         self.retriever.refresh()
         progress(1.0, "完成")
         return status_html(f"✓ 已重建索引：{report.summary()}")
@@ -235,9 +258,18 @@ class ZhiwenApp:
         for hit in self.retriever.search(query.strip(), k=int(k), strategy=strategy):
             position = position_label(hit.meta, gen.document(hit.doc_id), hit.start, hit.end)
             scores = hit.scores
-            rows.append([hit.rank, round(hit.score, 4), round(scores.get("bm25", 0.0), 4),
-                         round(scores.get("dense", 0.0), 4), round(scores.get("fused", 0.0), 4),
-                         hit.title, position, hit.text])
+            rows.append(
+                [
+                    hit.rank,
+                    round(hit.score, 4),
+                    round(scores.get("bm25", 0.0), 4),
+                    round(scores.get("dense", 0.0), 4),
+                    round(scores.get("fused", 0.0), 4),
+                    hit.title,
+                    position,
+                    hit.text,
+                ]
+            )
         return rows
 
 
@@ -275,21 +307,37 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(
-                        label="对话", height=560, render_markdown=False, sanitize_html=True,
-                        buttons=["copy", "copy_all"], feedback_options=("Like", "Dislike"), elem_id="zw-chat",
+                        label="对话",
+                        height=560,
+                        render_markdown=False,
+                        sanitize_html=True,
+                        buttons=["copy", "copy_all"],
+                        feedback_options=("Like", "Dislike"),
+                        elem_id="zw-chat",
                         placeholder="请输入问题，回答中的 [n] 可点击查看出处。",
                     )
                     with gr.Row():
-                        question = gr.Textbox(placeholder="例如：如何支持新市民金融？", show_label=False, scale=5,
-                                              elem_id="zw-question")
+                        question = gr.Textbox(
+                            placeholder="例如：如何支持新市民金融？",
+                            show_label=False,
+                            scale=5,
+                            elem_id="zw-question",
+                        )
                         send = gr.Button("提问", variant="primary", scale=1, elem_id="zw-send")
-                    gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+                    gr.Examples(EXAMPLES, inputs=question, label="示例问题", elem_id="zw-examples")
                     clear = gr.Button("清空对话", size="sm")
                     feedback_status = gr.HTML(js_on_load=None)
                 with gr.Column(scale=2):
-                    sources = gr.HTML('<div class="zw-status">回答的引用来源会显示在这里。</div>',
-                                      elem_id="zw-sources-box", js_on_load=None)
-            ask_event = {"fn": app.chat, "inputs": [question, chatbot, turns], "outputs": [chatbot, sources, turns]}
+                    sources = gr.HTML(
+                        '<div class="zw-status">回答的引用来源会显示在这里。</div>',
+                        elem_id="zw-sources-box",
+                        js_on_load=None,
+                    )
+            ask_event = {
+                "fn": app.chat,
+                "inputs": [question, chatbot, turns],
+                "outputs": [chatbot, sources, turns],
+            }
             send.click(**ask_event).then(lambda: "", outputs=question)
             question.submit(**ask_event).then(lambda: "", outputs=question)
             clear.click(lambda: ([], "", []), outputs=[chatbot, sources, turns])
@@ -304,12 +352,22 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             chatbot.select(on_select, inputs=turns, outputs=sources)
 
         with gr.Tab("知识库"):
-            documents = gr.Dataframe(app.documents_table, headers=DOC_HEADERS, interactive=False, wrap=True,
-                                     label="已收录文档", elem_id="zw-docs")
+            documents = gr.Dataframe(
+                app.documents_table,
+                headers=DOC_HEADERS,
+                interactive=False,
+                wrap=True,
+                label="已收录文档",
+                elem_id="zw-docs",
+            )
             with gr.Row():
                 with gr.Column():
-                    files = gr.File(label="上传文档（.txt .md .docx .pdf，可多选）", file_count="multiple",
-                                    file_types=list(SUPPORTED_SUFFIXES), elem_id="zw-upload")
+                    files = gr.File(
+                        label="上传文档（.txt .md .docx .pdf，可多选）",
+                        file_count="multiple",
+                        file_types=list(SUPPORTED_SUFFIXES),
+                        elem_id="zw-upload",
+                    )
                     upload = gr.Button("上传并加入知识库", variant="primary", elem_id="zw-upload-btn")
                 with gr.Column():
                     doc_choice = gr.Dropdown(choices=app.doc_ids(), label="选择文档", elem_id="zw-doc-choice")
@@ -327,18 +385,28 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                 return app.rebuild(lambda f, d: progress(f, desc=d))
 
             after = {"fn": refreshed, "outputs": [status, documents, doc_choice]}
-            upload.click(on_upload, inputs=files, outputs=kb_status).then(**after).then(lambda: None, outputs=files)
+            upload.click(on_upload, inputs=files, outputs=kb_status).then(**after).then(
+                lambda: None, outputs=files
+            )
             delete.click(app.delete, inputs=doc_choice, outputs=kb_status).then(**after)
             rebuild.click(on_rebuild, outputs=kb_status).then(**after)
 
         with gr.Tab("命中测试"):
             with gr.Row():
                 probe = gr.Textbox(label="测试问题", scale=4, elem_id="zw-probe")
-                strategy = gr.Radio(["hybrid", "bm25", "dense"], value=app.settings.strategy, label="检索方式")
+                strategy = gr.Radio(
+                    ["hybrid", "bm25", "dense"], value=app.settings.strategy, label="检索方式"
+                )
                 k = gr.Slider(1, 30, value=app.settings.top_k, step=1, label="返回条数 k")
             run = gr.Button("检索", variant="primary", elem_id="zw-probe-btn")
-            hits = gr.Dataframe(headers=HIT_HEADERS, interactive=False, wrap=True, label="命中段落",
-                                column_widths=["5%", "7%", "7%", "7%", "7%", "14%", "18%", "35%"], elem_id="zw-hits")
+            hits = gr.Dataframe(
+                headers=HIT_HEADERS,
+                interactive=False,
+                wrap=True,
+                label="命中段落",
+                column_widths=["5%", "7%", "7%", "7%", "7%", "14%", "18%", "35%"],
+                elem_id="zw-hits",
+            )
             run.click(app.retrieval_test, inputs=[probe, strategy, k], outputs=hits)
             probe.submit(app.retrieval_test, inputs=[probe, strategy, k], outputs=hits)
     return demo
@@ -350,7 +418,8 @@ def prepare(settings: Settings, corpus: Path | None = Path("corpus")) -> ZhiwenA
     if read_manifest(Path(settings.index_dir)) is None:
         if corpus is None or not Path(corpus).is_dir():
             raise FileNotFoundError(
-                f"no index at {settings.index_dir} and no corpus folder {corpus}; run `zhiwen ingest PATH` first"
+                f"no index at {settings.index_dir} and no corpus folder {corpus}; "
+                "run `zhiwen ingest PATH` first"
             )
         print(f"no index at {settings.index_dir} yet: ingesting {corpus} …", file=sys.stderr)
         report = ingest_paths([Path(corpus)], settings, progress=True)
@@ -363,7 +432,10 @@ def prepare(settings: Settings, corpus: Path | None = Path("corpus")) -> ZhiwenA
 
 
 def launch(
-    settings: Settings, corpus: Path | None = Path("corpus"), share: bool = False, open_browser: bool = False,
+    settings: Settings,
+    corpus: Path | None = Path("corpus"),
+    share: bool = False,
+    open_browser: bool = False,
     block: bool = True,
 ) -> gr.Blocks:
     """Serve the chat window on ``settings.host:settings.port`` (password-protected when ``settings.auth``).
@@ -375,13 +447,25 @@ def launch(
     demo = build_blocks(prepare(settings, corpus))
     demo.queue(default_concurrency_limit=1)
     demo.launch(
-        server_name=settings.host, server_port=settings.port, auth=auth, share=share, inbrowser=open_browser,
-        prevent_thread_lock=True, max_file_size=f"{settings.max_file_mb:g}mb", footer_links=[], css=CSS,
-        head=HEAD, theme=gr.themes.Default(font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"],
-                                           font_mono=["monospace"]),
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=auth,
+        share=share,
+        inbrowser=open_browser,
+        prevent_thread_lock=True,
+        max_file_size=f"{settings.max_file_mb:g}mb",
+        footer_links=[],
+        css=CSS,
+        head=HEAD,
+        theme=gr.themes.Default(
+            font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"], font_mono=["monospace"]
+        ),
     )
-    print(f"zhiwen: serving on http://{settings.host}:{settings.port} (ready in {time.perf_counter() - started:.1f} s)",
-          file=sys.stderr)
+    seconds = time.perf_counter() - started
+    print(
+        f"zhiwen: serving on http://{settings.host}:{settings.port} (ready in {seconds:.1f} s)",
+        file=sys.stderr,
+    )
     if block:
         demo.block_thread()
     return demo

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from zhiwen.eval.cli import eval_command
 from zhiwen.ingest.settings import Settings, SettingsError
 from zhiwen.ingest.store import IndexStateError
 
@@ -230,6 +231,9 @@ def serve(settings: Settings, corpus: Path, open_browser: bool) -> None:
     from zhiwen.ui.app import launch
 
     launch(settings, corpus=corpus, open_browser=open_browser)
+
+
+main.add_command(eval_command)
 
 
 @main.command()

@@ -77,7 +77,13 @@ def position_label(meta: Mapping[str, Any], document: Document | None, start: in
 
 
 def source_card(
-    anchor: str, label: str, title: str, doc_id: str, position: str, document: Document | None, span: tuple[int, int]
+    anchor: str,
+    label: str,
+    title: str,
+    doc_id: str,
+    position: str,
+    document: Document | None,
+    span: tuple[int, int],
 ) -> str:
     """One cited passage: title and position, the span marked in its surroundings, the whole document."""
     start, end = span
@@ -97,7 +103,10 @@ def source_card(
 
 
 def sources_panel(
-    turn: int, answer: Answer, documents: Mapping[str, Document | None], metas: Mapping[str, Mapping[str, Any]]
+    turn: int,
+    answer: Answer,
+    documents: Mapping[str, Document | None],
+    metas: Mapping[str, Mapping[str, Any]],
 ) -> str:
     """The sources of one answer: its citations, or the "可能相关" passages when it was refused.
 
@@ -110,15 +119,27 @@ def sources_panel(
         for hit in answer.related:
             doc = documents.get(hit.doc_id)
             position = position_label(hit.meta, doc, hit.start, hit.end)
-            cards.append(source_card(f"zw-t{turn}-r{hit.rank}", "可能相关", hit.title, hit.doc_id, position, doc,
-                                     (hit.start, hit.end)))
+            cards.append(
+                source_card(
+                    f"zw-t{turn}-r{hit.rank}",
+                    "可能相关",
+                    hit.title,
+                    hit.doc_id,
+                    position,
+                    doc,
+                    (hit.start, hit.end),
+                )
+            )
     else:
         heading = f"引用来源（{len(answer.citations)}）"
         for c in answer.citations:
             doc = documents.get(c.doc_id)
             position = position_label(metas.get(c.chunk_id, {}), doc, c.start, c.end)
-            cards.append(source_card(source_anchor(turn, c.n), f"[{c.n}]", c.title, c.doc_id, position, doc,
-                                     (c.start, c.end)))
+            cards.append(
+                source_card(
+                    source_anchor(turn, c.n), f"[{c.n}]", c.title, c.doc_id, position, doc, (c.start, c.end)
+                )
+            )
     return f'<div class="zw-sources"><h3>{escape(heading)}</h3>{"".join(cards)}</div>'
 
 
