@@ -8,7 +8,6 @@ Deterministic and cheap (no model call beyond retrieval).
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,8 +22,8 @@ REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 _SENTENCE = re.compile(r"[^。！？；!?;]*[。！？；!?;]?")
 _YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 ISSUERS = (
-    "银保监局", "银保监会", "金融监管局", "金融监管总局", "地方金融监管局", "人民银行", "人行", "证监局", "证监会",
-    "外汇局", "国务院", "发改委", "财政局", "税务局",
+    "银保监局", "银保监会", "金融监管局", "金融监管总局", "地方金融监管局", "人民银行", "证监局", "证监会",
+    "外汇管理局", "外汇局", "国务院", "发改委", "财政局", "税务局",
 )
 
 
@@ -48,9 +47,27 @@ class Scope:
         return year_ok and issuer_ok
 
 
+MAX_CITATIONS = 4
+RELATIVE_CUTOFF = 0.6  # a passage is cited when its fused score is at least this share of the best one
+
+
 def relevance(hit: Hit) -> float:
     """The signal refusal is calibrated on: the dense cosine of the passage to the question."""
     return float(hit.scores.get("dense", 0.0))
+
+
+def answerable(question: str, hits: list[Hit], threshold: float) -> list[Hit]:
+    """The hits an answer may cite: in the question's scope, and relevant enough; empty means refuse.
+
+    The best in-scope hit must reach ``threshold`` (calibrated on the golden set's negative questions,
+    see ``zhiwen eval --calibrate-refusal``); the others must score close to it.
+    """
+    scope = Scope.of(question)
+    in_scope = [h for h in hits if scope.admits(h)]
+    if not in_scope or max(relevance(h) for h in in_scope) < threshold:
+        return []
+    best = max(h.score for h in in_scope)
+    return [h for h in in_scope if h.score >= RELATIVE_CUTOFF * best][:MAX_CITATIONS]
 
 
 def ask(
@@ -78,25 +95,26 @@ def ask(
 
 def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answer:
     """The answer for ``question`` from ranked ``hits`` (pure: no I/O)."""
-    scope = Scope.of(question)
-    usable = [h for h in hits if scope.admits(h) and relevance(h) >= threshold]
+    usable = answerable(question, hits, threshold)
     if not usable:
-        why = []
-        if scope.years or scope.issuers:
-            named = "、".join([f"{y}年" for y in scope.years] + list(scope.issuers))
-            why.append(f"检索到的材料都不属于问题所指的{named}。")
-        text = REFUSAL + "".join(why) + ("以下段落可能相关，仅供参考。" if hits else "")
+        scope = Scope.of(question)
+        named = "、".join([f"{y}年" for y in scope.years] + list(scope.issuers))
+        why = f"检索到的材料都不属于问题所指的{named}。" if named and not any(scope.admits(h) for h in hits) else ""
+        text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", True, related=hits[:3])
 
     words = set(tokenize(question))
     citations: list[Citation] = []
-    by_doc: OrderedDict[str, list[tuple[Hit, str]]] = OrderedDict()
+    by_doc: dict[str, list[tuple[Hit, str]]] = {}
     for hit in usable:
         start, end = best_span(hit, words)
         citation = Citation(len(citations) + 1, hit.chunk_id, hit.doc_id, hit.title,
-                            hit.text[start - hit.start:end - hit.start], start, end)
+                            hit.text[start - hit.start : end - hit.start], start, end)
         citations.append(citation)
-        by_doc.setdefault(hit.doc_id, []).append((hit, f"{citation.text}[{citation.n}]"))
+        lead = ""
+        if start > hit.start and hit.meta.get("item_label"):
+            lead = hit.text[: _first_sentence_end(hit.text)] + "……"
+        by_doc.setdefault(hit.doc_id, []).append((hit, f"{lead}{citation.text}[{citation.n}]"))
 
     parts = []
     for doc_hits in by_doc.values():
@@ -107,21 +125,26 @@ def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answe
     return Answer("\n\n".join(parts), "extractive", False, citations)
 
 
+def _first_sentence_end(text: str) -> int:
+    match = _SENTENCE.match(text)
+    return match.end() if match else len(text)
+
+
 def enumeration_note(hits: list[Hit]) -> str:
-    """Say when hits are items of one enumeration, and whether only part of it was found."""
-    groups: dict[tuple, set[int]] = {}
-    totals: dict[tuple, int] = {}
+    """Say when several hits are items of one enumeration, and whether only part of it was found."""
+    found: dict[tuple[str, str], set[int]] = {}
+    totals: dict[tuple[str, str], int] = {}
     for hit in hits:
         count, index = hit.meta.get("item_count"), hit.meta.get("item_index")
         if count and index is not None:
             key = (hit.doc_id, hit.context)
-            groups.setdefault(key, set()).add(int(index))
+            found.setdefault(key, set()).add(int(index))
             totals[key] = int(count)
-    notes = []
-    for key, found in groups.items():
-        if len(found) > 1 or totals[key] > 1:
-            total = totals[key]
-            notes.append(f"共{total}项措施" + ("" if len(found) >= total else f"，检索到其中{len(found)}项"))
+    notes = [
+        f"共{totals[key]}项措施" + ("" if len(items) >= totals[key] else f"，检索到其中{len(items)}项")
+        for key, items in found.items()
+        if len(items) > 1
+    ]
     return f"（{'；'.join(notes)}）" if notes else ""
 
 

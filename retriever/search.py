@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id")
 CANDIDATES = 100
 RERANK_DEPTH = 20
 _NORMALISE = re.compile(r"[\s\W_*]+")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Raw scores of the candidate rows of each search (row -> score); empty when not searched."""
+
+    bm25: dict[int, float]
+    dense: dict[int, float]
 
 
 class Retriever:
@@ -78,19 +87,43 @@ class Retriever:
         """
         k = k or self.settings.top_k
         strategy = strategy or self.settings.strategy
+        found = self.candidates(query, strategy, max(CANDIDATES, 4 * k), filters)
+        return self.rank(query, found, k, strategy, dedupe)
+
+    def candidates(
+        self, query: str, strategy: str, depth: int = CANDIDATES, filters: Mapping[str, Any] | None = None
+    ) -> Candidates:
+        """The top ``depth`` rows of each search the strategy needs, with their raw scores."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        gen = self.generation
-        allowed = self._allowed_rows(gen, filters)
+        allowed = self._allowed_rows(self.generation, filters)
         if allowed is not None and allowed.size == 0:
-            return []
-        depth = max(CANDIDATES, 4 * k)
+            return Candidates({}, {})
         bm25 = self.bm25_scores(query, depth, allowed) if strategy in ("bm25", "hybrid") else {}
         dense = self.dense_scores(query, depth, allowed) if strategy in ("dense", "hybrid") else {}
+        return Candidates(bm25, dense)
+
+    def rank(
+        self,
+        query: str,
+        found: Candidates,
+        k: int,
+        strategy: str,
+        dedupe: bool = True,
+        fusion: str | None = None,
+        params: FusionParams | None = None,
+    ) -> list[Hit]:
+        """Fuse (for hybrid), optionally rerank, drop near-duplicates and return the top ``k`` hits.
+
+        ``fusion`` and ``params`` override the retriever's own, so eval can sweep them over one set of
+        candidates.
+        """
+        gen = self.generation
+        bm25, dense = found.bm25, found.dense
         if strategy == "hybrid":
-            ranked = fused = fuse(self.fusion, bm25, dense, self.params)
+            ranked = fused = fuse(fusion or self.fusion, bm25, dense, params or self.params)
         else:
-            ranked = fused = bm25 or dense
+            ranked = fused = bm25 if strategy == "bm25" else dense
         order = sorted(ranked, key=lambda r: (-ranked[r], r))
         if self.settings.reranker:
             ranked = self._rerank(query, order[: max(RERANK_DEPTH, 2 * k)])
@@ -106,10 +139,10 @@ class Retriever:
                 scores["fused"] = fused[row]
             if self.settings.reranker:
                 scores["rerank"] = ranked[row]
+            meta = {**gen.doc_meta.get(chunk.doc_id, {}), **chunk.meta}
             hits.append(
                 Hit(len(hits) + 1, chunk.chunk_id, chunk.doc_id, chunk.title, chunk.text, chunk.start, chunk.end,
-                    float(ranked[row]), chunk.context, chunk.kind, scores, {**gen.doc_meta.get(chunk.doc_id, {}),
-                                                                            **chunk.meta})
+                    float(ranked[row]), chunk.context, chunk.kind, scores, meta)
             )
             if len(hits) == k:
                 break

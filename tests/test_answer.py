@@ -1,0 +1,170 @@
+"""Answers with citations: exact slices, refusal, scope, anonymisation marks, and the LLM checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from zhiwen.eval.datasets import load_golden
+from zhiwen.eval.refusal import refuses
+from zhiwen.retriever import Hit, Retriever
+from zhiwen.retriever.answer import Scope, ask
+from zhiwen.retriever.llm import build_messages, check_answer, stream_llm_answer
+from zhiwen.ui.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def retriever(corpus_settings, embedder) -> Retriever:
+    return Retriever(corpus_settings, embedder=embedder)
+
+
+def final(stream) -> object:
+    return list(stream)[-1]
+
+
+def test_new_citizens_answer_cites_exact_passages(retriever, corpus_texts):
+    answer = final(ask("如何支持新市民金融？", retriever))
+    assert not answer.refused and answer.mode == "extractive"
+    assert answer.citations, "an answer must cite"
+    for c in answer.citations:
+        assert corpus_texts[c.doc_id][c.start : c.end] == c.text
+        assert f"[{c.n}]" in answer.answer
+    first = answer.citations[0]
+    assert "新市民专属信贷产品" in first.text
+    assert "*.*亿元" in answer.answer, "anonymisation marks stay verbatim"
+
+
+def test_every_citation_on_the_golden_set_is_an_exact_slice(retriever, corpus_texts):
+    for query in load_golden().queries:
+        answer = final(ask(query.query, retriever))
+        for c in answer.citations:
+            assert corpus_texts[c.doc_id][c.start : c.end] == c.text, query.qid
+        assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+
+
+def test_enumeration_is_announced_with_its_item_count(retriever):
+    answer = final(ask("金融促进消费有哪些措施？", retriever))
+    assert "共4项措施" in answer.answer
+    assert "一是" in answer.answer or "四是" in answer.answer
+
+
+def test_questions_about_another_year_or_body_are_refused(retriever):
+    for question in (
+        "2019年的工作总结里对村镇银行风险是怎么说的？",
+        "证监局出台了哪些支持新市民的措施？",
+        "人民银行对促进消费的“稳”“准”“新”“惠”提了什么要求？",
+        "2024年金融监管局的工作计划是什么？",
+    ):
+        answer = final(ask(question, retriever))
+        assert answer.refused, question
+        assert answer.answer.startswith("知识库中没有找到")
+        assert answer.related and not answer.citations
+
+
+def test_refusal_on_golden_negatives_matches_the_calibration(retriever):
+    """The calibrated threshold refuses the measured share of negatives and few answerable questions."""
+    threshold = retriever.settings.refusal_threshold
+    queries = load_golden().queries
+    negatives = [q for q in queries if q.negative]
+    positives = [q for q in queries if not q.negative]
+    refused_negatives = sum(refuses(q.query, retriever, threshold) for q in negatives)
+    refused_positives = sum(refuses(q.query, retriever, threshold) for q in positives)
+    assert refused_negatives >= len(negatives) // 2
+    assert refused_positives <= 0.1 * len(positives)
+
+
+def test_scope_parsing():
+    scope = Scope.of("2022年金融监管局党组在巡视整改上做了什么？")
+    assert scope.years == ("2022",) and scope.issuers == ("金融监管局",)
+    assert Scope.of("地方金融监管局的汇报").issuers == ("地方金融监管局",)
+    assert Scope.of("如何支持新市民金融？") == Scope((), ())
+
+
+def test_cli_ask_json_contract(corpus_settings, corpus_texts):
+    result = CliRunner().invoke(main, ["ask", "如何支持新市民金融？", "--json", "--index", str(corpus_settings.index_dir)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"answer", "mode", "refused", "citations"} <= set(data)
+    for c in data["citations"]:
+        assert {"n", "chunk_id", "doc_id", "title", "text", "start", "end"} <= set(c)
+        assert corpus_texts[c["doc_id"]][c["start"] : c["end"]] == c["text"]
+
+
+def _hits() -> list[Hit]:
+    texts = [
+        "从新市民金融需求出发，量身打造新市民专属信贷产品。截至一季度末，全省银行业支持新市民贷款余额*.*亿元。",
+        "开展银企对接活动50余次，走访企业943家，解决问题278个。",
+    ]
+    return [Hit(i + 1, f"c{i}", "d.txt", "报告", t, 0, len(t), 1.0) for i, t in enumerate(texts)]
+
+
+def test_llm_answer_markers_and_numbers_are_checked():
+    hits = _hits()
+    text = (
+        "量身打造新市民专属信贷产品[1]。"
+        "开展银企对接活动50余次，走访企业943家[2]。"
+        "新市民贷款余额达到120亿元[1]。"
+        "另有其他举措[7]。"
+    )
+    answer = check_answer(text, hits)
+    assert answer.mode == "llm" and not answer.refused
+    assert "120亿元" not in answer.answer, "a number not in the cited passage is dropped"
+    assert "[7]" not in answer.answer, "a marker naming no given passage is removed"
+    assert [c.n for c in answer.citations] == [1, 2]
+    assert any("120" in w for w in answer.warnings) and any("[7]" in w for w in answer.warnings)
+
+
+def test_llm_answer_streams_through_a_langchain_chat_model():
+    reply = "从新市民金融需求出发， 打造专属信贷产品[1]。 走访企业943家[2]。"  # the fake streams word by word
+    model = GenericFakeChatModel(messages=iter([AIMessage(reply)]))
+    pieces = list(stream_llm_answer("如何支持新市民金融？", _hits(), model))
+    assert len(pieces) > 2 and all(isinstance(p, str) for p in pieces[:-1])
+    assert "".join(pieces[:-1]) == reply
+    answer = pieces[-1]
+    assert answer.answer == reply and [c.n for c in answer.citations] == [1, 2]
+
+
+def test_prompt_numbers_passages_and_keeps_marks():
+    messages = build_messages("如何支持新市民金融？", _hits())
+    assert "[1]《报告》从新市民" in messages[1].content and "*.*亿元" in messages[1].content
+    assert "原样保留*号" in messages[0].content
+
+
+def test_llm_mode_falls_back_to_refusal_without_calling_the_model(retriever):
+    model = GenericFakeChatModel(messages=iter([]))  # would fail if it were called
+    answer = final(ask("2019年的工作总结里对村镇银行风险是怎么说的？", retriever, use_llm=True, chat_model=model))
+    assert answer.refused and answer.mode == "extractive"
+
+
+GGUF = os.environ.get("ZHIWEN_LLM_GGUF", str(Path.home() / ".cache/zhiwen/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"))
+
+
+def _llama_available() -> str:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return "llama-cpp-python is not installed (optional extra 'gguf')"
+    if not Path(GGUF).exists():
+        return f"no GGUF at {GGUF} (run `zhiwen llm setup`)"
+    return ""
+
+
+@pytest.mark.skipif(bool(_llama_available()), reason=_llama_available() or "available")
+def test_real_local_llm_answer_is_checked_and_cited(retriever, corpus_texts):
+    from zhiwen.retriever.llm import LlamaCppChat
+
+    model = LlamaCppChat.from_path(GGUF)
+    pieces = list(ask("如何支持新市民金融？", retriever, use_llm=True, chat_model=model))
+    answer = pieces[-1]
+    print("\nLLM answer:", answer.answer, "\nwarnings:", answer.warnings)
+    assert answer.mode == "llm"
+    for c in answer.citations:
+        assert corpus_texts[c.doc_id][c.start : c.end] == c.text
+    assert answer.refused or "新市民" in answer.answer
