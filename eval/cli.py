@@ -42,7 +42,7 @@ def _names(allowed: tuple[str, ...]):
               help="Index only the gold documents plus random distractors, N documents in all (0: whole corpus). "
                    "Default: whole corpus, except stard: 5000.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the --max-docs distractors.")
-@click.option("--fusion", default="minmax", show_default=True, help="Hybrid fusion (see retriever/hybrid.py FUSIONS).")
+@click.option("--fusion", default=None, help="Hybrid fusion (see retriever/hybrid.py FUSIONS; default: the fusion setting).")
 @click.option("--dense-weight", type=click.FloatRange(0, 1), default=None, help="Weight of dense scores in fusion.")
 @click.option("--rrf-k", type=click.IntRange(1), default=None, help="k of reciprocal-rank fusion.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -54,6 +54,8 @@ def _names(allowed: tuple[str, ...]):
               help="Where the evaluation indexes live (default: <cache_dir>/eval).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).")
+@click.option("--calibrate-refusal", is_flag=True,
+              help="Also find the refusal threshold with the best F1 on the negatives (set it as refusal_threshold).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(
     dataset: str,
@@ -65,7 +67,7 @@ def eval_command(
     limit: int | None,
     max_docs: int | None,
     seed: int,
-    fusion: str,
+    fusion: str | None,
     dense_weight: float | None,
     rrf_k: int | None,
     as_json: bool,
@@ -73,6 +75,7 @@ def eval_command(
     report_dir: Path | None,
     index_root: Path | None,
     config_file: Path | None,
+    calibrate_refusal: bool,
     quiet: bool,
 ) -> None:
     """Measure retrieval: recall@1/3/5/10, MRR@10 and nDCG@10 of every strategy x chunker.
@@ -89,17 +92,17 @@ def eval_command(
     from .harness import run_eval
     from .report import metrics_table, to_json, write_report, write_trec
 
-    if fusion not in FUSIONS:
+    if fusion is not None and fusion not in FUSIONS:
         raise click.BadParameter(f"use one of {', '.join(FUSIONS)}", param_hint="--fusion")
     if (corpus_path is None) != (queries_path is None):
         raise click.UsageError("--corpus and --queries go together")
-    defaults = FusionParams()
-    params = FusionParams(
-        dense_weight=defaults.dense_weight if dense_weight is None else dense_weight,
-        rrf_k=defaults.rrf_k if rrf_k is None else rrf_k,
-    )
     try:
         settings = Settings.load(config_file)
+        fusion = fusion or settings.fusion
+        params = FusionParams(
+            dense_weight=settings.dense_weight if dense_weight is None else dense_weight,
+            rrf_k=FusionParams().rrf_k if rrf_k is None else rrf_k,
+        )
         if queries_path is not None:
             data = load_common(corpus_path, queries_path, limit=limit, max_docs=max_docs or None, seed=seed)
         else:
@@ -108,7 +111,28 @@ def eval_command(
                           progress=not quiet)
     except (DatasetError, SettingsError, IndexStateError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(to_json(result), ensure_ascii=False, indent=2) if as_json else metrics_table(result))
+    output = to_json(result)
+    lines = [metrics_table(result)]
+    if result.negatives:
+        from zhiwen.retriever import Retriever
+
+        from .refusal import calibrate, question_features, score_threshold
+
+        indexed = settings.replace(
+            chunker=chunkers[0], index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0]
+        )
+        features = question_features(data, Retriever(indexed))
+        measured = [score_threshold(features, settings.refusal_threshold)]
+        if calibrate_refusal:
+            measured.append(calibrate(features))
+        output["refusal"] = [vars(m) for m in measured]
+        for label, m in zip(("refusal", "calibrated"), measured, strict=False):
+            lines.append(
+                f"{label} (threshold {m.threshold:.4f}, {chunkers[0]}): precision {m.precision:.3f}, "
+                f"recall {m.recall:.3f} ({m.negatives} negatives; {m.false_refusals} of {m.positives} "
+                "answerable questions refused)"
+            )
+    click.echo(json.dumps(output, ensure_ascii=False, indent=2) if as_json else "\n".join(lines))
     written = write_trec(result, trec_dir) if trec_dir else []
     if report_dir:
         written.append(write_report(result, report_dir))

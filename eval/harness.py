@@ -94,7 +94,7 @@ def run_eval(
     strategies: Sequence[str] = STRATEGIES,
     chunkers: Sequence[str] = CHUNKERS,
     k: int = 10,
-    fusion: str = "minmax",
+    fusion: str | None = None,
     params: FusionParams | None = None,
     embedder: Embedder | None = None,
     index_root: Path | None = None,
@@ -102,11 +102,12 @@ def run_eval(
 ) -> EvalResult:
     """Evaluate ``strategies`` x ``chunkers`` on ``dataset``, searching ``k`` chunks per question.
 
-    ``fusion`` and ``params`` are passed to the retriever's hybrid strategy, so fusions can be swept from
-    Python. ``index_root`` defaults to ``settings.cache_dir / "eval"``; ``embedder`` is created once
+    ``fusion`` and ``params`` (default: the settings' fusion and dense_weight) are passed to the
+    retriever's hybrid strategy, so fusions can be swept from Python. ``index_root`` defaults to ``settings.cache_dir / "eval"``; ``embedder`` is created once
     when not given.
     """
-    params = params or FusionParams()
+    fusion = fusion or settings.fusion
+    params = params or FusionParams(dense_weight=settings.dense_weight)
     embedder = embedder or Embedder(settings)
     index_root = index_root or Path(settings.cache_dir) / "eval"
     result = EvalResult(dataset, k, fusion, params, runs=[])

@@ -10,8 +10,9 @@ configurations whose recall@1 and recall@5 are at least the best single method's
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 from tqdm import tqdm
@@ -32,7 +33,7 @@ class Config:
 
     strategy: str
     fusion: str = ""
-    params: FusionParams = FusionParams()
+    params: FusionParams = field(default_factory=FusionParams)
 
     @property
     def name(self) -> str:
@@ -63,10 +64,7 @@ def sweep(
     level = next(lv for lv in dataset.levels if to_qrels(dataset.queries, lv))
     qrels = to_qrels(dataset.queries, level)
     asked = [q for q in dataset.queries if q.qid in qrels]
-    found: dict[str, Candidates] = {
-        q.qid: retriever.candidates(q.query, "hybrid")
-        for q in tqdm(asked, desc=f"{dataset.name}: searching", file=sys.stderr)
-    }
+    found = cached_candidates(dataset, retriever, asked, indexed.index_dir.parent / f"{chunker}-candidates.json")
     results = {}
     for config in tqdm(configs, desc=f"{dataset.name}: ranking", file=sys.stderr):
         positions = {
@@ -79,6 +77,25 @@ def sweep(
         }
         results[config.name] = evaluate(qrels, positions, k)
     return results
+
+
+def cached_candidates(dataset: Dataset, retriever: Retriever, asked: list, path) -> dict[str, Candidates]:
+    """Each question's BM25 and dense candidates, kept in a JSON file next to the index while it is unchanged."""
+    generation = retriever.generation.path.name
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("generation") == generation and set(data["queries"]) >= {q.qid for q in asked}:
+            return {
+                qid: Candidates({int(r): s for r, s in c["bm25"].items()}, {int(r): s for r, s in c["dense"].items()})
+                for qid, c in data["queries"].items()
+            }
+    found = {
+        q.qid: retriever.candidates(q.query, "hybrid")
+        for q in tqdm(asked, desc=f"{dataset.name}: searching", file=sys.stderr)
+    }
+    data = {"generation": generation, "queries": {qid: {"bm25": c.bm25, "dense": c.dense} for qid, c in found.items()}}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return found
 
 
 def earned(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:

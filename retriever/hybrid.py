@@ -7,7 +7,7 @@ in ``FUSIONS`` and chosen from settings in one place (``fuse``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,10 +16,12 @@ Scores = dict[int, float]
 
 @dataclass(frozen=True)
 class FusionParams:
-    """Weights found on the dev sets (see ``eval/`` and the README's retrieval table)."""
+    """Fusion parameters; the product's defaults come from settings (``fusion``, ``dense_weight``)."""
 
-    dense_weight: float = 0.7
+    dense_weight: float = 0.6
     rrf_k: int = 60
+    confident_dense_weight: float = 0.5  # adaptive: dense weight when BM25's best hit clearly leads
+    confidence_gap: float = 0.2  # adaptive: BM25 leads when (top1 - top2) / top1 reaches this
 
 
 def rrf(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
@@ -48,7 +50,45 @@ def minmax(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
     return dict(zip(rows, fused.tolist()))
 
 
-FUSIONS: dict[str, Callable[[Scores, Scores, FusionParams], Scores]] = {"rrf": rrf, "minmax": minmax}
+def _zscore(scores: Scores, rows: list[int]) -> np.ndarray:
+    values = np.array([scores.get(r, np.nan) for r in rows], dtype=np.float64)
+    present = values[~np.isnan(values)]
+    if present.size < 2 or present.std() == 0:
+        return np.where(np.isnan(values), 0.0, 1.0)
+    standard = (values - present.mean()) / present.std()
+    return np.nan_to_num(standard, nan=float((present.min() - present.mean()) / present.std()))
+
+
+def zscore(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
+    """Weighted sum of per-query standardised scores; a missing score counts as that signal's minimum."""
+    rows = sorted(set(bm25) | set(dense))
+    fused = (1 - params.dense_weight) * _zscore(bm25, rows) + params.dense_weight * _zscore(dense, rows)
+    return dict(zip(rows, fused.tolist()))
+
+
+def bm25_confidence(bm25: Scores) -> float:
+    """How far BM25's best candidate leads the second, relative to its score (0 when it does not)."""
+    top = sorted(bm25.values(), reverse=True)[:2]
+    if not top or top[0] <= 0:
+        return 0.0
+    return 1.0 if len(top) == 1 else (top[0] - top[1]) / top[0]
+
+
+def adaptive(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
+    """Min-max fusion with a query-dependent weight.
+
+    Names, figures and rare terms make one passage stand out in BM25; then BM25 gets more say
+    (``confident_dense_weight``). Paraphrased questions give flat BM25 scores; then dense search leads
+    (``dense_weight``).
+    """
+    confident = bm25_confidence(bm25) >= params.confidence_gap
+    weight = params.confident_dense_weight if confident else params.dense_weight
+    return minmax(bm25, dense, replace(params, dense_weight=weight))
+
+
+FUSIONS: dict[str, Callable[[Scores, Scores, FusionParams], Scores]] = {
+    "rrf": rrf, "minmax": minmax, "zscore": zscore, "adaptive": adaptive,
+}
 
 
 def fuse(method: str, bm25: Scores, dense: Scores, params: FusionParams) -> Scores:

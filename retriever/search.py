@@ -45,13 +45,13 @@ class Retriever:
         self,
         settings: Settings,
         embedder: Embedder | None = None,
-        fusion: str = "minmax",
+        fusion: str | None = None,
         params: FusionParams | None = None,
     ):
         self.settings = settings
         self.embedder = embedder or Embedder(settings)
-        self.fusion = fusion
-        self.params = params or FusionParams()
+        self.fusion = fusion or settings.fusion
+        self.params = params or FusionParams(dense_weight=settings.dense_weight)
         self._lock = threading.Lock()
         self._gen: Generation | None = None
         self._reranker = None

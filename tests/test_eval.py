@@ -285,7 +285,7 @@ def test_cli_rejects_unknown_strategy():
 def test_golden_set_end_to_end(tmp_path):
     result = CliRunner().invoke(eval_command, ["--json", "--quiet", "--index-root", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     runs = {(r["chunker"], r["strategy"]): r for r in report["rows"]}
     assert set(runs) == {(c, s) for c in ("structure", "paragraph", "window") for s in ("bm25", "dense", "hybrid")}
     assert report["negatives"] > 0 and report["scored"]["span"] == report["questions"] - report["negatives"]
