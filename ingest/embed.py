@@ -169,6 +169,9 @@ def _load(settings: Settings):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a weight-loading bar on every start is noise in the CLI
 
     try:
         return SentenceTransformer(source, device="cpu")

@@ -61,7 +61,7 @@ class Settings:
     dense_index: str = "auto"
     ann_threshold: int = 200_000
     reranker: str = ""
-    refusal_threshold: float = 0.855  # calibrated for the default model: zhiwen eval --calibrate-refusal
+    refusal_threshold: float = 0.8545  # calibrated for the default model: zhiwen eval --calibrate-refusal
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""

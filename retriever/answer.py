@@ -48,7 +48,7 @@ class Scope:
 
 
 MAX_CITATIONS = 4
-RELATIVE_CUTOFF = 0.6  # a passage is cited when its fused score is at least this share of the best one
+RELATIVE_CUTOFF = 0.6  # cited when its score is in the top 40% of the range between the worst and best hit
 
 
 def relevance(hit: Hit) -> float:
@@ -66,8 +66,9 @@ def answerable(question: str, hits: list[Hit], threshold: float) -> list[Hit]:
     in_scope = [h for h in hits if scope.admits(h)]
     if not in_scope or max(relevance(h) for h in in_scope) < threshold:
         return []
-    best = max(h.score for h in in_scope)
-    return [h for h in in_scope if h.score >= RELATIVE_CUTOFF * best][:MAX_CITATIONS]
+    best, worst = max(h.score for h in in_scope), min(h.score for h in in_scope)
+    spread = best - worst or 1.0
+    return [h for h in in_scope if (h.score - worst) / spread >= RELATIVE_CUTOFF][:MAX_CITATIONS]
 
 
 def ask(
