@@ -91,7 +91,13 @@ def ask(
         return
     accepted = {c.chunk_id for c in answer.citations}
     model = chat_model or chat_model_from_settings(retriever.settings)
-    yield from stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model)
+    for piece in stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model):
+        if isinstance(piece, str) or piece.citations:
+            yield piece
+        else:
+            # The model gave nothing its passages back up; the extractive answer is the safe one.
+            answer.warnings = [*piece.warnings, "LLM 的回答没有可核对的引用，改用原文摘录回答"]
+            yield answer
 
 
 def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answer:
@@ -132,7 +138,8 @@ def _first_sentence_end(text: str) -> int:
 
 
 def enumeration_note(hits: list[Hit]) -> str:
-    """Say when several hits are items of one enumeration, and whether only part of it was found."""
+    """Say when hits are items of one enumeration (several items, or an item with its lead-in), and
+    whether only part of the enumeration was found."""
     found: dict[tuple[str, str], set[int]] = {}
     totals: dict[tuple[str, str], int] = {}
     for hit in hits:
@@ -141,10 +148,11 @@ def enumeration_note(hits: list[Hit]) -> str:
             key = (hit.doc_id, hit.context)
             found.setdefault(key, set()).add(int(index))
             totals[key] = int(count)
+    leadins = [h.text[:20] for h in hits if h.kind == "leadin"]
     notes = [
         f"共{totals[key]}项措施" + ("" if len(items) >= totals[key] else f"，检索到其中{len(items)}项")
         for key, items in found.items()
-        if len(items) > 1
+        if len(items) > 1 or any(lead in key[1] for lead in leadins)
     ]
     return f"（{'；'.join(notes)}）" if notes else ""
 

@@ -20,13 +20,14 @@ from zhiwen.ingest.settings import Settings
 from .types import Answer, Citation, Hit
 
 SYSTEM_PROMPT = (
-    "你是“知问”，一个回答政府和金融监管工作报告相关问题的助手。只能依据用户给出的编号段落回答，"
-    "不得使用段落以外的知识。每句话后用[编号]标注依据的段落，例如[1]或[2][3]。"
-    "段落中的*号代表隐去的名称或数字，原样保留*号，不要猜测或补全。"
-    "如果段落不足以回答问题，只回答：资料中没有相关内容。回答简洁，用中文。"
+    "你是“知问”，回答政府和金融监管工作报告相关问题的助手。根据用户给出的编号段落回答问题："
+    "逐条列出段落中与问题相关的做法或事实，每条后面用[编号]标注出处，例如[1]。"
+    "只使用段落中的内容，不要添加段落以外的知识。"
+    "段落中的*号代表隐去的名称或数字，原样保留*号，不要猜测或补全。回答用中文，简洁。"
 )
 _MARKER = re.compile(r"\[(\d+)\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*%?")
+_LIST_LABEL = re.compile(r"^\s*(?:[（(]?\d{1,2}[.、)）]|[-*•])\s*")
 _SENTENCE = re.compile(r"[^。！？；\n]*(?:[。！？；\n]|$)")
 
 
@@ -36,7 +37,7 @@ class LLMError(RuntimeError):
 
 def build_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
     passages = "\n\n".join(f"[{i}]《{h.title}》{h.text}" for i, h in enumerate(hits, 1))
-    return [SystemMessage(SYSTEM_PROMPT), HumanMessage(f"段落：\n{passages}\n\n问题：{question}")]
+    return [SystemMessage(SYSTEM_PROMPT), HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n请回答：{question}")]
 
 
 def chat_model_from_settings(settings: Settings) -> BaseChatModel:
@@ -106,6 +107,25 @@ def stream_llm_answer(question: str, hits: list[Hit], model: BaseChatModel) -> I
     yield check_answer("".join(raw), hits)
 
 
+def _bigrams(text: str) -> set[str]:
+    plain = re.sub(r"[\s\W_]+", "", text)
+    return {plain[i : i + 2] for i in range(len(plain) - 1)}
+
+
+def best_source(sentence: str, hits: list[Hit], min_share: float = 0.5) -> int | None:
+    """The number of the passage a marker-less sentence was taken from, when one clearly backs it.
+
+    Small models often drop their markers; a sentence at least half of whose character bigrams occur in
+    one passage is attributed to the passage with the most of them.
+    """
+    grams = _bigrams(_LIST_LABEL.sub("", sentence))
+    if len(grams) < 4:
+        return None
+    shares = [len(grams & _bigrams(h.text)) / len(grams) for h in hits]
+    best = max(range(len(hits)), key=shares.__getitem__, default=None)
+    return best + 1 if best is not None and shares[best] >= min_share else None
+
+
 def check_answer(text: str, hits: list[Hit]) -> Answer:
     """Keep the sentences whose markers and numbers are backed by the passages they cite."""
     warnings: list[str] = []
@@ -113,6 +133,7 @@ def check_answer(text: str, hits: list[Hit]) -> Answer:
     cited: set[int] = set()
     for sentence in (m.group() for m in _SENTENCE.finditer(text)):
         if not sentence.strip():
+            kept.append(sentence)  # line breaks between the model's list items
             continue
         marks = [int(n) for n in _MARKER.findall(sentence)]
         bad = sorted({n for n in marks if not 1 <= n <= len(hits)})
@@ -120,9 +141,12 @@ def check_answer(text: str, hits: list[Hit]) -> Answer:
             warnings.append(f"删去了不存在的引用标记 {''.join(f'[{n}]' for n in bad)}")
             sentence = _MARKER.sub(lambda m, bad=bad: "" if int(m.group(1)) in bad else m.group(), sentence)
             marks = [n for n in marks if n not in bad]
-        evidence = "".join(hits[n - 1].text for n in marks)
         plain = _MARKER.sub("", sentence)
-        missing = [x for x in _NUMBER.findall(plain) if x not in evidence]
+        if not marks and (source := best_source(plain, hits)):
+            marks = [source]
+            sentence = sentence.rstrip("。；;\n ") + f"[{source}]" + sentence[len(sentence.rstrip("。；;\n ")):]
+        evidence = "".join(hits[n - 1].text for n in marks)
+        missing = [x for x in _NUMBER.findall(_LIST_LABEL.sub("", plain)) if x not in evidence]
         if missing:
             warnings.append(f"删去一句（数字 {'、'.join(missing)} 不在所引段落中）：{plain.strip()}")
             continue

@@ -168,3 +168,20 @@ def test_real_local_llm_answer_is_checked_and_cited(retriever, corpus_texts):
     for c in answer.citations:
         assert corpus_texts[c.doc_id][c.start : c.end] == c.text
     assert answer.refused or "新市民" in answer.answer
+
+
+def test_llm_answer_without_backed_citations_falls_back_to_the_extractive_answer(retriever):
+    model = GenericFakeChatModel(messages=iter([AIMessage("资料中 没有 相关内容。")]))
+    pieces = list(ask("如何支持新市民金融？", retriever, use_llm=True, chat_model=model))
+    answer = pieces[-1]
+    assert "".join(pieces[:-1]) == "资料中 没有 相关内容。"
+    assert answer.mode == "extractive" and not answer.refused and answer.citations
+    assert any("改用原文摘录" in w for w in answer.warnings)
+
+
+def test_marker_less_sentences_copied_from_a_passage_are_attributed_to_it():
+    hits = _hits()
+    answer = check_answer("1. 量身打造新市民专属信贷产品。\n2. 走访企业943家，解决问题278个。\n3. 发放贷款999亿元。", hits)
+    assert [c.n for c in answer.citations] == [1, 2]
+    assert "产品[1]。" in answer.answer and "278个[2]。" in answer.answer
+    assert "999" not in answer.answer
