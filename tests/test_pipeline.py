@@ -40,8 +40,11 @@ def test_incremental_ingest_reports_added_updated_unchanged_removed(folder, tmp_
     assert {c.chunk_id for c in open_generation(settings.index_dir).chunks()} == ids_before
 
     changed = folder / "金融监管局党组-2022年度工作总结.txt"
-    changed.write_text(changed.read_text(encoding="utf-8") + "\n新增一段：推进数字人民币试点工作。\n", encoding="utf-8")
-    (folder / "新增-工作简报.txt").write_text("某某局工作简报\n一是加强养老金融服务。二是推进科技金融发展。\n", encoding="utf-8")
+    stamp = time.time_ns()  # new text, never in the shared embedding cache
+    changed.write_text(changed.read_text(encoding="utf-8") + f"\n新增一段：推进数字人民币试点工作{stamp}。\n", encoding="utf-8")
+    (folder / "新增-工作简报.txt").write_text(
+        f"某某局工作简报{stamp}\n一是加强养老金融服务。二是推进科技金融发展。\n", encoding="utf-8"
+    )
     (folder / "银保监局-高标准高质量推动主题教育.txt").unlink()
     misses_before = embedder.embedded_count
     third = ingest_paths([folder], settings, prune=True, progress=False, embedder=embedder)
