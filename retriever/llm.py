@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from zhiwen.ingest.settings import Settings
 
+from .search import char_bigrams
 from .types import Answer, Citation, Hit
 
 SYSTEM_PROMPT = (
@@ -107,21 +108,16 @@ def stream_llm_answer(question: str, hits: list[Hit], model: BaseChatModel) -> I
     yield check_answer("".join(raw), hits)
 
 
-def _bigrams(text: str) -> set[str]:
-    plain = re.sub(r"[\s\W_]+", "", text)
-    return {plain[i : i + 2] for i in range(len(plain) - 1)}
-
-
 def best_source(sentence: str, hits: list[Hit], min_share: float = 0.5) -> int | None:
     """The number of the passage a marker-less sentence was taken from, when one clearly backs it.
 
     Small models often drop their markers; a sentence at least half of whose character bigrams occur in
     one passage is attributed to the passage with the most of them.
     """
-    grams = _bigrams(_LIST_LABEL.sub("", sentence))
+    grams = char_bigrams(_LIST_LABEL.sub("", sentence))
     if len(grams) < 4:
         return None
-    shares = [len(grams & _bigrams(h.text)) / len(grams) for h in hits]
+    shares = [len(grams & char_bigrams(h.text)) / len(grams) for h in hits]
     best = max(range(len(hits)), key=shares.__getitem__, default=None)
     return best + 1 if best is not None and shares[best] >= min_share else None
 

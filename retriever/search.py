@@ -211,14 +211,15 @@ def _top(scores: np.ndarray, depth: int) -> np.ndarray:
     return top[np.argsort(-scores[top])]
 
 
-def _bigrams(text: str) -> set[str]:
+def char_bigrams(text: str) -> set[str]:
+    """Character bigrams of ``text`` without spaces, punctuation and ``*`` (for near-duplicate tests)."""
     plain = _NORMALISE.sub("", text)
     return {plain[i : i + 2] for i in range(len(plain) - 1)} or {plain}
 
 
 def _is_near_duplicate(text: str, seen: list[set[str]], threshold: float = 0.9) -> bool:
     """True when ``text`` shares at least ``threshold`` of its bigrams (Jaccard) with a kept hit."""
-    grams = _bigrams(text)
+    grams = char_bigrams(text)
     for other in seen:
         if len(grams & other) / max(1, len(grams | other)) >= threshold:
             return True
