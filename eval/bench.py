@@ -52,7 +52,9 @@ def search(index_dir: Path | None, corpus: Path, reports: bool) -> None:
     """Query latency p50/p95 per strategy, using the golden questions, after one warm-up query."""
     settings = Settings.load(index_dir=index_dir)
     if index_dir is None:
-        settings = settings.replace(index_dir=settings.cache_dir / "bench" / ("reports" if reports else "corpus"))
+        settings = settings.replace(
+            index_dir=settings.cache_dir / "bench" / ("reports" if reports else "corpus")
+        )
     embedder = Embedder(settings)
     if reports:
         ingest_documents(report_documents(), settings, prune=True, embedder=embedder)
@@ -101,12 +103,16 @@ def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
     from zhiwen.retriever.llm import LlamaCppChat
 
     settings = Settings.load(index_dir=index_dir)
-    path = gguf or Path(settings.llm_gguf or settings.cache_dir / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+    path = gguf or Path(
+        settings.llm_gguf or settings.cache_dir / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    )
     started = time.perf_counter()
     model = LlamaCppChat.from_path(str(path))
     click.echo(f"model load {time.perf_counter() - started:.1f} s")
     retriever = Retriever(settings)
-    for question in ["如何支持新市民金融？", "金融促进消费有哪些措施？", "小微企业融资难主要难在哪里？"][:questions]:
+    for question in ["如何支持新市民金融？", "金融促进消费有哪些措施？", "小微企业融资难主要难在哪里？"][
+        :questions
+    ]:
         started = time.perf_counter()
         first, pieces = None, []
         final = None
@@ -119,8 +125,10 @@ def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
         total = time.perf_counter() - started
         tokens = len(model.llama.tokenize("".join(pieces).encode("utf-8"), add_bos=False))
         rate = tokens / (total - (first - started)) if first else 0.0
-        click.echo(f"\n{question}\n  first token {((first or started) - started):.2f} s, {tokens} tokens, "
-                   f"{rate:.1f} tokens/s, end to end {total:.1f} s, refused={final.refused}")
+        click.echo(
+            f"\n{question}\n  first token {((first or started) - started):.2f} s, {tokens} tokens, "
+            f"{rate:.1f} tokens/s, end to end {total:.1f} s, refused={final.refused}"
+        )
         click.echo(f"  answer: {final.answer}")
         for warning in final.warnings:
             click.echo(f"  ! {warning}")

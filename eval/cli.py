@@ -26,36 +26,100 @@ def _names(allowed: tuple[str, ...]):
 
 
 @click.command("eval")
-@click.option("--dataset", type=click.Choice(DATASETS), default="golden", show_default=True,
-              help="Named set: our golden spans, or an external dev set from $ZHIWEN_EVALDATA.")
-@click.option("--corpus", "corpus_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Any set in the common format: corpus.jsonl[.gz] (use with --queries).")
-@click.option("--queries", "queries_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Questions in the common format (use with --corpus).")
-@click.option("--strategies", default="bm25,dense,hybrid", show_default=True,
-              callback=_names(("bm25", "dense", "hybrid")), help="Comma list of search strategies.")
-@click.option("--chunkers", default="structure,paragraph,window", show_default=True,
-              callback=_names(("structure", "paragraph", "window")), help="Comma list; one index each.")
-@click.option("--k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="Chunks searched per question.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default="golden",
+    show_default=True,
+    help="Named set: our golden spans, or an external dev set from $ZHIWEN_EVALDATA.",
+)
+@click.option(
+    "--corpus",
+    "corpus_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Any set in the common format: corpus.jsonl[.gz] (use with --queries).",
+)
+@click.option(
+    "--queries",
+    "queries_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Questions in the common format (use with --corpus).",
+)
+@click.option(
+    "--strategies",
+    default="bm25,dense,hybrid",
+    show_default=True,
+    callback=_names(("bm25", "dense", "hybrid")),
+    help="Comma list of search strategies.",
+)
+@click.option(
+    "--chunkers",
+    default="structure,paragraph,window",
+    show_default=True,
+    callback=_names(("structure", "paragraph", "window")),
+    help="Comma list; one index each.",
+)
+@click.option(
+    "--k",
+    "k",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="Chunks searched per question.",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N questions.")
-@click.option("--max-docs", type=click.IntRange(0), default=None,
-              help="Index only the gold documents plus random distractors, N documents in all (0: whole corpus). "
-                   "Default: whole corpus, except stard: 5000.")
+@click.option(
+    "--max-docs",
+    type=click.IntRange(0),
+    default=None,
+    help="Index only the gold documents plus random distractors, N documents in all (0: whole corpus). "
+    "Default: whole corpus, except stard: 5000.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the --max-docs distractors.")
-@click.option("--fusion", default=None, help="Hybrid fusion (see retriever/hybrid.py FUSIONS; default: the fusion setting).")
-@click.option("--dense-weight", type=click.FloatRange(0, 1), default=None, help="Weight of dense scores in fusion.")
+@click.option(
+    "--fusion",
+    default=None,
+    help="Hybrid fusion (see retriever/hybrid.py FUSIONS; default: the fusion setting).",
+)
+@click.option(
+    "--dense-weight", type=click.FloatRange(0, 1), default=None, help="Weight of dense scores in fusion."
+)
 @click.option("--rrf-k", type=click.IntRange(1), default=None, help="k of reciprocal-rank fusion.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--trec", "trec_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Write TREC qrels and one run file per chunker-strategy here.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Write report.md with plots and per-question ranks here.")
-@click.option("--index-root", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where the evaluation indexes live (default: <cache_dir>/eval).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).")
-@click.option("--calibrate-refusal", is_flag=True,
-              help="Also find the refusal threshold with the best F1 on the negatives (set it as refusal_threshold).")
+@click.option(
+    "--trec",
+    "trec_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write TREC qrels and one run file per chunker-strategy here.",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write report.md with plots and per-question ranks here.",
+)
+@click.option(
+    "--index-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the evaluation indexes live (default: <cache_dir>/eval).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).",
+)
+@click.option(
+    "--calibrate-refusal",
+    is_flag=True,
+    help="Also find the refusal threshold with the best F1 on the negatives (set it as refusal_threshold).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(
     dataset: str,
@@ -107,8 +171,9 @@ def eval_command(
             data = load_common(corpus_path, queries_path, limit=limit, max_docs=max_docs or None, seed=seed)
         else:
             data = load_dataset(dataset, limit=limit, max_docs=max_docs, seed=seed)
-        result = run_eval(data, settings, strategies, chunkers, k, fusion, params, index_root=index_root,
-                          progress=not quiet)
+        result = run_eval(
+            data, settings, strategies, chunkers, k, fusion, params, index_root=index_root, progress=not quiet
+        )
     except (DatasetError, SettingsError, IndexStateError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     output = to_json(result)
@@ -119,7 +184,8 @@ def eval_command(
         from .refusal import calibrate, question_features, score_threshold
 
         indexed = settings.replace(
-            chunker=chunkers[0], index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0]
+            chunker=chunkers[0],
+            index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0],
         )
         features = question_features(data, Retriever(indexed))
         measured = [score_threshold(features, settings.refusal_threshold)]

@@ -161,7 +161,9 @@ def load_golden(
                 problems.append(f"{golden_path}:{number}: {row['qid']} gold {i} ({gold['doc_id']}): {what}")
             spans.append(Gold(f"{row['qid']}#s{i}", gold["doc_id"], gold["span"], locations))
         kind = row.get("type", "direct")
-        queries.append(Query(row["qid"], row["query"], kind, {"span": tuple(spans)}, {"note": row.get("note", "")}))
+        queries.append(
+            Query(row["qid"], row["query"], kind, {"span": tuple(spans)}, {"note": row.get("note", "")})
+        )
     if problems:
         raise DatasetError("golden spans must be exact substrings of corpus files:\n" + "\n".join(problems))
     return Dataset("golden", documents, queries[:limit], ("span",))
@@ -222,11 +224,15 @@ def load_common(
     if missing:
         notes.append(f"{missing} questions dropped: none of their gold documents is in the corpus")
     if unlocated:
-        notes.append(f"{unlocated} questions without an answer found verbatim in a gold document: document level only")
+        notes.append(
+            f"{unlocated} questions without an answer found verbatim in a gold document: document level only"
+        )
     return Dataset(name, list(corpus.values()), queries, tuple(levels), notes)
 
 
-def _locate_answers(row: dict[str, Any], gold_docs: list[str], corpus: dict[str, Document]) -> tuple[Gold, ...]:
+def _locate_answers(
+    row: dict[str, Any], gold_docs: list[str], corpus: dict[str, Document]
+) -> tuple[Gold, ...]:
     """Answer units for the gold documents that contain each answer (surrounding blanks ignored)."""
     units: list[Gold] = []
     for i, answer in enumerate(row.get("answers", []), 1):

@@ -43,7 +43,9 @@ class Run:
     def positions(self, dataset: Dataset, level: str) -> dict[str, Positions]:
         """Per scored question, the relevance units each rank delivered (see ``metrics.ranked_units``)."""
         return {
-            q.qid: ranked_units(self.hits[q.qid], q.gold[level], level) for q in dataset.queries if q.gold.get(level)
+            q.qid: ranked_units(self.hits[q.qid], q.gold[level], level)
+            for q in dataset.queries
+            if q.gold.get(level)
         }
 
 

@@ -51,7 +51,11 @@ def ranked_units(hits: Sequence[RankedChunk], gold: Sequence[Gold], level: str) 
     found: set[str] = set()
     positions: Positions = []
     for hit in hits:
-        new = [g.unit_id for g in gold if g.unit_id not in found and chunk_hits(hit.doc_id, hit.start, hit.end, g)]
+        new = [
+            g.unit_id
+            for g in gold
+            if g.unit_id not in found and chunk_hits(hit.doc_id, hit.start, hit.end, g)
+        ]
         found.update(new)
         positions.append(new or [f"chunk:{hit.chunk_id}"])
     return positions
@@ -89,7 +93,9 @@ def evaluate(
     return scores
 
 
-def recall_curve(qrels: Mapping[str, Mapping[str, int]], positions: Mapping[str, Positions], k: int) -> list[float]:
+def recall_curve(
+    qrels: Mapping[str, Mapping[str, int]], positions: Mapping[str, Positions], k: int
+) -> list[float]:
     """recall@1 .. recall@k, for plotting."""
     return [_mean(qrels, to_run(positions, depth), "recall") for depth in range(1, k + 1)]
 

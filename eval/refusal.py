@@ -61,10 +61,15 @@ def calibrate(features: list[tuple[bool, float]], max_false_refusals: float = 0.
         cal = score_threshold(features, threshold)
         if cal.false_refusals > max_false_refusals * max(1, cal.positives):
             continue
-        f1 = 2 * cal.precision * cal.recall / (cal.precision + cal.recall) if cal.precision + cal.recall else 0.0
+        f1 = (
+            2 * cal.precision * cal.recall / (cal.precision + cal.recall)
+            if cal.precision + cal.recall
+            else 0.0
+        )
         best_f1 = (
             2 * best.precision * best.recall / (best.precision + best.recall)
-            if best and best.precision + best.recall else -1.0
+            if best and best.precision + best.recall
+            else -1.0
         )
         if f1 > best_f1:
             best = cal

@@ -41,7 +41,13 @@ def _table_lines(result: EvalResult) -> list[str]:
     names = list(result.rows[0].metrics) if result.rows else []
     header = ["level", "chunker", "strategy", *names, "ms/q"]
     body = [
-        [row.level, row.chunker, row.strategy, *(f"{row.metrics[n]:.3f}" for n in names), f"{row.ms_per_query:.0f}"]
+        [
+            row.level,
+            row.chunker,
+            row.strategy,
+            *(f"{row.metrics[n]:.3f}" for n in names),
+            f"{row.ms_per_query:.0f}",
+        ]
         for row in result.rows
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -66,7 +72,13 @@ def to_json(result: EvalResult) -> dict[str, Any]:
         "params": {"dense_weight": result.params.dense_weight, "rrf_k": result.params.rrf_k},
         "indexes": dict(result.index_summaries),
         "rows": [
-            {"level": r.level, "chunker": r.chunker, "strategy": r.strategy, **r.metrics, "ms_per_query": r.ms_per_query}
+            {
+                "level": r.level,
+                "chunker": r.chunker,
+                "strategy": r.strategy,
+                **r.metrics,
+                "ms_per_query": r.ms_per_query,
+            }
             for r in result.rows
         ],
     }
@@ -92,7 +104,9 @@ def write_trec(result: EvalResult, folder: Path) -> list[Path]:
         written.append(path)
         for run in result.runs:
             path = folder / f"{result.dataset.name}.{level}.{run.name}.run"
-            RanxRun(to_run(run.positions(result.dataset, level), result.k), name=run.name).save(str(path), kind="trec")
+            RanxRun(to_run(run.positions(result.dataset, level), result.k), name=run.name).save(
+                str(path), kind="trec"
+            )
             written.append(path)
     return written
 
@@ -203,8 +217,12 @@ def plot_recall(result: EvalResult, path: Path) -> Path:
     for ax, level in zip(axes[0], levels):
         qrels = to_qrels(result.dataset.queries, level)
         for run in result.runs:
-            ax.plot(cutoffs, recall_curve(qrels, run.positions(result.dataset, level), result.k), marker=".",
-                    label=run.name)
+            ax.plot(
+                cutoffs,
+                recall_curve(qrels, run.positions(result.dataset, level), result.k),
+                marker=".",
+                label=run.name,
+            )
         ax.set(title=f"{result.dataset.name}: {level} level", xlabel="k", ylabel="recall@k", ylim=(0, 1.02))
         ax.set_xticks(cutoffs)
         ax.grid(alpha=0.3)

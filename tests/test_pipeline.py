@@ -41,7 +41,10 @@ def test_incremental_ingest_reports_added_updated_unchanged_removed(folder, tmp_
 
     changed = folder / "金融监管局党组-2022年度工作总结.txt"
     stamp = time.time_ns()  # new text, never in the shared embedding cache
-    changed.write_text(changed.read_text(encoding="utf-8") + f"\n新增一段：推进数字人民币试点工作{stamp}。\n", encoding="utf-8")
+    changed.write_text(
+        changed.read_text(encoding="utf-8") + f"\n新增一段：推进数字人民币试点工作{stamp}。\n",
+        encoding="utf-8",
+    )
     (folder / "新增-工作简报.txt").write_text(
         f"某某局工作简报{stamp}\n一是加强养老金融服务。二是推进科技金融发展。\n", encoding="utf-8"
     )
@@ -99,7 +102,9 @@ def test_remove_documents_leaves_no_ghost_hits(tmp_path, embedder):
     assert report.removed == [target] and report.failed == [("nope.txt", "not in the index")]
     retriever = Retriever(settings, embedder=embedder)
     for strategy in ("bm25", "dense", "hybrid"):
-        assert all(h.doc_id != target for h in retriever.search("新市民专属信贷产品", k=30, strategy=strategy))
+        assert all(
+            h.doc_id != target for h in retriever.search("新市民专属信贷产品", k=30, strategy=strategy)
+        )
 
 
 def test_manifest_records_model_chunker_counts_and_hashes(corpus_settings):
@@ -154,10 +159,16 @@ def test_kill_9_mid_ingest_leaves_previous_index_usable(tmp_path, embedder):
                 "\n".join(f"第{i}号文件第{j}段：推进金融服务{stamp}-{j}，加强监管协作。" for j in range(30)),
                 encoding="utf-8",
             )
-        env = {**os.environ, "ZHIWEN_INDEX_DIR": str(settings.index_dir), "ZHIWEN_CACHE_DIR": str(settings.cache_dir)}
+        env = {
+            **os.environ,
+            "ZHIWEN_INDEX_DIR": str(settings.index_dir),
+            "ZHIWEN_CACHE_DIR": str(settings.cache_dir),
+        }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "zhiwen.ui.cli", "ingest", str(big), "-q"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "zhiwen.ui.cli", "ingest", str(big), "-q"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(delay)
         assert proc.poll() is None, "ingest finished before it could be killed; make the input larger"

@@ -28,7 +28,9 @@ def test_reranker_reorders_the_candidates_by_cross_encoder_score(corpus_settings
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
     pool = Retriever(corpus_settings, embedder=embedder).search(query, k=RERANK_DEPTH, dedupe=False)
-    assert {h.chunk_id for h in hits} <= {h.chunk_id for h in pool}, "reranking only reorders the fused candidates"
+    assert {h.chunk_id for h in hits} <= {h.chunk_id for h in pool}, (
+        "reranking only reorders the fused candidates"
+    )
 
     torch.manual_seed(0)
     judge = CrossEncoder(model_dir, device="cpu")

@@ -66,8 +66,13 @@ def test_near_duplicates_do_not_crowd_the_top(tmp_path, embedder):
     from zhiwen.ingest.pipeline import ingest_documents
     from zhiwen.ingest.types import Document
 
-    template = "坚持以习近平新时代中国特色社会主义思想为指导，全面贯彻落实党的二十大精神，扎实推进各项重点工作。"
-    docs = [Document(f"r{i}.txt", f"报告{i}", f"{template}\n第{i}项具体工作是推进普惠金融服务。") for i in range(4)]
+    template = (
+        "坚持以习近平新时代中国特色社会主义思想为指导，全面贯彻落实党的二十大精神，扎实推进各项重点工作。"
+    )
+    docs = [
+        Document(f"r{i}.txt", f"报告{i}", f"{template}\n第{i}项具体工作是推进普惠金融服务。")
+        for i in range(4)
+    ]
     settings = make_settings(tmp_path / "index", chunker="paragraph")
     ingest_documents(docs, settings, progress=False, embedder=embedder)
     retriever = Retriever(settings, embedder=embedder)

@@ -24,10 +24,20 @@ USER_ERRORS = (SettingsError, IndexStateError, ValueError, FileNotFoundError, Ru
 def settings_options(func: Callable) -> Callable:
     """Add --index and --config to a command and pass it a ready ``settings`` object."""
 
-    @click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None,
-                  help="Index folder (default: $ZHIWEN_INDEX_DIR or ~/.local/share/zhiwen/index).")
-    @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                  help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).")
+    @click.option(
+        "--index",
+        "index_dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Index folder (default: $ZHIWEN_INDEX_DIR or ~/.local/share/zhiwen/index).",
+    )
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).",
+    )
     @functools.wraps(func)
     def wrapper(index_dir: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
         overrides = {name: kwargs.pop(name) for name in list(kwargs) if name.startswith("set_")}
@@ -59,9 +69,16 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--prune", is_flag=True, help="Remove indexed documents that are no longer under PATHS.")
-@click.option("--rebuild", is_flag=True, help="Re-split and re-embed everything, e.g. after changing the chunker.")
-@click.option("--chunker", "set_chunker", type=click.Choice(["structure", "paragraph", "window"]), default=None,
-              help="How documents are split (default: structure).")
+@click.option(
+    "--rebuild", is_flag=True, help="Re-split and re-embed everything, e.g. after changing the chunker."
+)
+@click.option(
+    "--chunker",
+    "set_chunker",
+    type=click.Choice(["structure", "paragraph", "window"]),
+    default=None,
+    help="How documents are split (default: structure).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @settings_options
 def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool, rebuild: bool, quiet: bool) -> None:
@@ -96,15 +113,22 @@ def filter_options(func: Callable) -> Callable:
     return func
 
 
-def collect_filters(issuer: str | None, year: str | None, doc_type: str | None, doc: str | None) -> dict[str, Any]:
+def collect_filters(
+    issuer: str | None, year: str | None, doc_type: str | None, doc: str | None
+) -> dict[str, Any]:
     return {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc}
 
 
 @main.command()
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="How many passages (default 5).")
-@click.option("--strategy", "set_strategy", type=click.Choice(["hybrid", "bm25", "dense"]), default=None,
-              help="Ranking: hybrid (default), bm25 or dense.")
+@click.option(
+    "--strategy",
+    "set_strategy",
+    type=click.Choice(["hybrid", "bm25", "dense"]),
+    default=None,
+    help="Ranking: hybrid (default), bm25 or dense.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @filter_options
 @settings_options
@@ -123,21 +147,33 @@ def search(settings: Settings, query: str, k: int | None, as_json: bool, **filte
     if not hits:
         click.echo("no passages found")
     for hit in hits:
-        click.echo(click.style(f"[{hit.rank}] {hit.title}", bold=True)
-                   + f"  {hit.doc_id} [{hit.start}:{hit.end}]  score {hit.score:.3f}")
+        click.echo(
+            click.style(f"[{hit.rank}] {hit.title}", bold=True)
+            + f"  {hit.doc_id} [{hit.start}:{hit.end}]  score {hit.score:.3f}"
+        )
         click.echo(f"    {hit.text}\n")
 
 
 @main.command()
 @click.argument("question")
 @click.option("-k", "k", type=click.IntRange(1, 20), default=None, help="How many passages to answer from.")
-@click.option("--llm", "use_llm", is_flag=True,
-              help="Phrase the answer with the configured LLM (ZHIWEN_LLM_BASE_URL or ZHIWEN_LLM_GGUF).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print {answer, mode, refused, citations: [{n, chunk_id, doc_id, title, text, start, end}]}.")
+@click.option(
+    "--llm",
+    "use_llm",
+    is_flag=True,
+    help="Phrase the answer with the configured LLM (ZHIWEN_LLM_BASE_URL or ZHIWEN_LLM_GGUF).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print {answer, mode, refused, citations: [{n, chunk_id, doc_id, title, text, start, end}]}.",
+)
 @filter_options
 @settings_options
-def ask(settings: Settings, question: str, k: int | None, use_llm: bool, as_json: bool, **filters: str | None) -> None:
+def ask(
+    settings: Settings, question: str, k: int | None, use_llm: bool, as_json: bool, **filters: str | None
+) -> None:
     """Answer QUESTION from the index with numbered citations [n].
 
     Offline by default: the answer is made of the most relevant original sentences. When nothing in the
@@ -146,7 +182,9 @@ def ask(settings: Settings, question: str, k: int | None, use_llm: bool, as_json
     from zhiwen.retriever import Retriever
     from zhiwen.retriever.answer import ask as ask_question
 
-    stream = ask_question(question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters))
+    stream = ask_question(
+        question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters)
+    )
     answer = None
     for piece in stream:
         if isinstance(piece, str):
@@ -215,12 +253,24 @@ def chunks(settings: Settings, doc: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--host", "set_host", default=None, help="Address to bind (default 127.0.0.1: this machine only).")
+@click.option(
+    "--host", "set_host", default=None, help="Address to bind (default 127.0.0.1: this machine only)."
+)
 @click.option("--port", "set_port", type=int, default=None, help="Port (default 7860).")
-@click.option("--auth", "set_auth", default=None, metavar="USER:PASSWORD",
-              help="Require a login (or set ZHIWEN_AUTH); for shared deployments.")
-@click.option("--corpus", type=click.Path(path_type=Path, file_okay=False), default=Path("corpus"),
-              show_default=True, help="Folder indexed on first start when there is no index yet.")
+@click.option(
+    "--auth",
+    "set_auth",
+    default=None,
+    metavar="USER:PASSWORD",
+    help="Require a login (or set ZHIWEN_AUTH); for shared deployments.",
+)
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("corpus"),
+    show_default=True,
+    help="Folder indexed on first start when there is no index yet.",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the chat window in a browser.")
 @settings_options
 def serve(settings: Settings, corpus: Path, open_browser: bool) -> None:
