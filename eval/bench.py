@@ -77,21 +77,29 @@ def search(index_dir: Path | None, corpus: Path, reports: bool) -> None:
 @main.command()
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None)
 def answer(index_dir: Path | None) -> None:
-    """Offline answer latency: retrieval, and building the answer beyond retrieval."""
+    """Offline answer latency: retrieval, and building the answer (topic check included) beyond it.
+
+    The topic check's lookups are cached per index generation, so the first pass over the questions is
+    timed apart from the warm passes that follow.
+    """
     settings = Settings.load(index_dir=index_dir)
     retriever = Retriever(settings)
     questions = [q.query for q in load_golden().queries]
     retriever.search(questions[0])
-    search_times, build_times = [], []
-    for question in questions:
-        started = time.perf_counter()
-        hits = retriever.search(question, k=settings.top_k)
-        searched = time.perf_counter()
-        extractive_answer(question, hits, settings.refusal_threshold)
-        search_times.append(searched - started)
-        build_times.append(time.perf_counter() - searched)
-    click.echo(f"retrieval          {percentiles(search_times)}")
-    click.echo(f"answer beyond it   {percentiles(build_times)}")
+    search_times, cold_times, build_times = [], [], []
+    for rounds in (cold_times, build_times, build_times):
+        for question in questions:
+            started = time.perf_counter()
+            hits = retriever.search(question, k=settings.top_k)
+            searched = time.perf_counter()
+            extractive_answer(
+                question, hits, settings.refusal_threshold, retriever.uncovered_topics(question)
+            )
+            search_times.append(searched - started)
+            rounds.append(time.perf_counter() - searched)
+    click.echo(f"retrieval                 {percentiles(search_times)}")
+    click.echo(f"answer beyond it, cold    {percentiles(cold_times)}")
+    click.echo(f"answer beyond it, warm    {percentiles(build_times)}")
 
 
 @main.command()

@@ -74,8 +74,8 @@ def _names(allowed: tuple[str, ...]):
     "--max-docs",
     type=click.IntRange(0),
     default=None,
-    help="Index only the gold documents plus random distractors, N documents in all (0: whole corpus). "
-    "Default: whole corpus, except stard: 5000.",
+    help="Index only the gold documents plus distractors, N documents in all (0: whole corpus). "
+    "Default: whole corpus, except stard: 15000 (the cited laws in full, then random articles).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the --max-docs distractors.")
 @click.option(
@@ -118,7 +118,7 @@ def _names(allowed: tuple[str, ...]):
 @click.option(
     "--calibrate-refusal",
     is_flag=True,
-    help="Also find the refusal threshold with the best F1 on the negatives (set it as refusal_threshold).",
+    help="Also find the refusal threshold that refuses the most negatives while refusing at most 2% of the answerable questions (set it as refusal_threshold).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(
@@ -178,15 +178,25 @@ def eval_command(
         raise click.ClickException(str(exc)) from None
     output = to_json(result)
     lines = [metrics_table(result)]
-    if result.negatives:
-        from zhiwen.retriever import Retriever
+    from zhiwen.retriever import Retriever
 
+    indexed = settings.replace(
+        chunker=chunkers[0], index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0]
+    )
+    if not result.negatives and settings.glossary:
+        # Every question of a set without negatives is answerable: the topic check must let them through.
+        retriever = Retriever(indexed)
+        flagged = [(q.qid, retriever.uncovered_topics(q.query)) for q in data.queries]
+        flagged = [(qid, terms) for qid, terms in flagged if terms]
+        output["topic_check"] = {"questions": len(data.queries), "refused": dict(flagged)}
+        lines.append(
+            f"topic check: {len(flagged)} of {len(data.queries)} answerable questions name a glossary term "
+            f"the corpus never mentions (they would be refused)"
+            + ("; e.g. " + ", ".join(f"{qid} {'/'.join(t)}" for qid, t in flagged[:5]) if flagged else "")
+        )
+    if result.negatives:
         from .refusal import calibrate, question_features, score_threshold
 
-        indexed = settings.replace(
-            chunker=chunkers[0],
-            index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0],
-        )
         features = question_features(data, Retriever(indexed))
         measured = [score_threshold(features, settings.refusal_threshold)]
         if calibrate_refusal:
@@ -198,6 +208,20 @@ def eval_command(
                 f"recall {m.recall:.3f} ({m.negatives} negatives; {m.false_refusals} of {m.positives} "
                 "answerable questions refused)"
             )
+        by_rule = {
+            rule: (
+                sum(1 for neg, best in features if neg and best == value),
+                sum(1 for neg, best in features if not neg and best == value),
+            )
+            for rule, value in (("unknown term", -2.0), ("out of scope", -1.0))
+        }
+        output["refusal_rules"] = {
+            rule: {"negatives": n, "answerable": p} for rule, (n, p) in by_rule.items()
+        }
+        lines.append(
+            "refused regardless of threshold: "
+            + "; ".join(f"{rule} {n} negatives, {p} answerable" for rule, (n, p) in by_rule.items())
+        )
     click.echo(json.dumps(output, ensure_ascii=False, indent=2) if as_json else "\n".join(lines))
     written = write_trec(result, trec_dir) if trec_dir else []
     if report_dir:

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Generation:
     sparse: bm25s.BM25
     doc_ids: np.ndarray  # doc_id of each chunk row, for filters
     doc_meta: dict[str, dict[str, Any]]  # metadata of each document, for filters
+    mentioned: dict[str, bool] = field(default_factory=dict)  # cache of ``mentions``
 
     def chunk(self, row: int) -> Chunk:
         return _row_to_chunk(
@@ -76,6 +77,16 @@ class Generation:
             "SELECT doc_id, title, text, meta FROM documents WHERE doc_id = ?", (doc_id,)
         ).fetchone()
         return Document(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
+    def mentions(self, term: str) -> bool:
+        """Whether any stored document's title or text contains ``term`` verbatim (cached)."""
+        if term not in self.mentioned:
+            row = self.db.execute(
+                "SELECT 1 FROM documents WHERE instr(text, ?) > 0 OR instr(title, ?) > 0 LIMIT 1",
+                (term, term),
+            ).fetchone()
+            self.mentioned[term] = row is not None
+        return self.mentioned[term]
 
     def close(self) -> None:
         self.db.close()

@@ -8,7 +8,7 @@ Deterministic and cheap (no model call beyond retrieval).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -72,19 +72,22 @@ def relevance(hit: Hit) -> float:
     return float(hit.scores.get("dense", 0.0))
 
 
-def answerable(question: str, hits: list[Hit], threshold: float) -> list[Hit]:
+def answerable(question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()) -> list[Hit]:
     """The hits an answer may cite: in the question's scope, and relevant enough; empty means refuse.
 
-    The best in-scope hit must reach ``threshold`` (calibrated on the golden set's negative questions,
-    see ``zhiwen eval --calibrate-refusal``); the others must score close to it.
+    ``missing`` are the terms of art the question names that the knowledge base never mentions
+    (``Retriever.uncovered_topics``): any one refuses. The best in-scope hit must reach ``threshold``
+    (calibrated on the golden set's negative questions, see ``zhiwen eval --calibrate-refusal``); the
+    others must score close to it.
     """
     scope = Scope.of(question)
     in_scope = [h for h in hits if scope.admits(h)]
-    if not in_scope or max(relevance(h) for h in in_scope) < threshold:
+    if missing or not in_scope or max(relevance(h) for h in in_scope) < threshold:
         return []
     best, worst = max(h.score for h in in_scope), min(h.score for h in in_scope)
-    spread = best - worst or 1.0
-    return [h for h in in_scope if (h.score - worst) / spread >= RELATIVE_CUTOFF][:MAX_CITATIONS]
+    if best == worst:  # one passage in scope, or all tied: all are as good as the best
+        return in_scope[:MAX_CITATIONS]
+    return [h for h in in_scope if (h.score - worst) / (best - worst) >= RELATIVE_CUTOFF][:MAX_CITATIONS]
 
 
 def ask(
@@ -101,7 +104,8 @@ def ask(
     passages the extractive path accepted, and its answer is checked before it is returned.
     """
     hits = retriever.search(question, k=k or retriever.settings.top_k, filters=filters)
-    answer = extractive_answer(question, hits, retriever.settings.refusal_threshold)
+    missing = retriever.uncovered_topics(question)
+    answer = extractive_answer(question, hits, retriever.settings.refusal_threshold, missing)
     if answer.refused or not use_llm:
         yield answer
         return
@@ -116,9 +120,11 @@ def ask(
             yield answer
 
 
-def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answer:
-    """The answer for ``question`` from ranked ``hits`` (pure: no I/O)."""
-    usable = answerable(question, hits, threshold)
+def extractive_answer(
+    question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()
+) -> Answer:
+    """The answer for ``question`` from ranked ``hits`` (pure: no I/O); ``missing`` as in ``answerable``."""
+    usable = answerable(question, hits, threshold, missing)
     if not usable:
         scope = Scope.of(question)
         named = "、".join([f"{y}年" for y in scope.years] + list(scope.issuers))
@@ -127,6 +133,8 @@ def extractive_answer(question: str, hits: list[Hit], threshold: float) -> Answe
             if named and not any(scope.admits(h) for h in hits)
             else ""
         )
+        if missing:
+            why += "知识库中的文档没有提到" + "、".join(f"“{term}”" for term in missing) + "。"
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", True, related=hits[:3])
 

@@ -21,6 +21,7 @@ from zhiwen.ingest.store import Generation, current_generation, open_generation
 from zhiwen.ingest.tokenize import tokenize
 
 from .hybrid import FusionParams, fuse
+from .topics import glossary_from_settings
 from .types import Hit
 
 STRATEGIES = ("bm25", "dense", "hybrid")
@@ -72,6 +73,11 @@ class Retriever:
             # Searches still running on the old generation keep their reference; it closes when released.
             self._gen = None
         return True
+
+    def uncovered_topics(self, question: str) -> list[str]:
+        """Glossary terms in ``question`` that no document of the index mentions (see ``topics``)."""
+        glossary = glossary_from_settings(self.settings.glossary)
+        return glossary.uncovered(question, self.generation.mentions) if glossary else []
 
     def search(
         self,

@@ -304,15 +304,39 @@ def test_common_format_subset_keeps_gold_documents(tmp_path):
     assert any("1 questions dropped" in note for note in data.notes)
 
 
+def test_common_format_subset_takes_whole_groups_before_random_distractors(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    queries = tmp_path / "queries.jsonl"
+    docs = [
+        {"doc_id": f"d{i:02d}", "title": "", "text": f"第{i}条。", "meta": {"law": f"法{i // 4}"}}
+        for i in range(40)
+    ]
+    corpus.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs), encoding="utf-8")
+    rows = [{"qid": "1", "query": "第5条？", "gold_doc_ids": ["d05"], "answers": [], "meta": {}}]
+    queries.write_text(json.dumps(rows[0], ensure_ascii=False), encoding="utf-8")
+    data = load_common(corpus, queries, max_docs=7, seed=3, group_by="law")
+    ids = {d.doc_id for d in data.documents}
+    assert len(ids) == 7 and {"d04", "d05", "d06", "d07"} <= ids  # all of 法1, then three random others
+    assert "every other document of their 1 law groups" in data.notes[0]
+    tight = load_common(corpus, queries, max_docs=2, seed=3, group_by="law")
+    assert {d.doc_id for d in tight.documents} == {"d04", "d05"}  # gold first, then siblings in id order
+
+
 @needs_evaldata
 def test_external_sets_load_in_the_common_form():
     ncpqa = load_dataset("ncpqa", limit=20)
     assert len(ncpqa.queries) == 20 and ncpqa.levels == ("answer", "document")
     assert sum(1 for q in ncpqa.queries if q.gold.get("answer")) >= 15
     stard = load_dataset("stard", limit=10)
-    assert len(stard.documents) == 5000 and stard.notes[0].startswith("SUBSET")
+    assert len(stard.documents) == 15000 and stard.notes[0].startswith("SUBSET")
+    indexed = {d.doc_id: d for d in stard.documents}
     gold = {g.doc_id for q in stard.queries for g in q.gold["document"]}
-    assert gold <= {d.doc_id for d in stard.documents}
+    assert gold <= indexed.keys()
+    cited_laws = {indexed[d].meta["law"] for d in gold}
+    assert "law groups" in stard.notes[0]
+    # every article of a cited law is indexed: the hard negatives a statute question meets
+    full = load_dataset("stard", limit=10, max_docs=0)
+    assert {d.doc_id for d in full.documents if d.meta.get("law") in cited_laws} <= indexed.keys()
 
 
 def test_cli_rejects_unknown_strategy():
