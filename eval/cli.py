@@ -31,7 +31,7 @@ def _names(allowed: tuple[str, ...]):
     type=click.Choice(DATASETS),
     default="golden",
     show_default=True,
-    help="Named set: our golden spans, or an external dev set from $ZHIWEN_EVALDATA.",
+    help="Named set: our golden spans, the held-out set (never tune on it), or an external dev set from $ZHIWEN_EVALDATA.",
 )
 @click.option(
     "--corpus",
@@ -148,7 +148,8 @@ def eval_command(
     Examples:
       zhiwen eval                                   golden set over corpus/, span level
       zhiwen eval --dataset ncpqa --limit 100       an external dev set (document and answer level)
-      zhiwen eval --dataset stard --max-docs 3000   statutes: gold articles + distractors only
+      zhiwen eval --dataset holdout --calibrate-refusal  the held-out set: check, never tune
+      zhiwen eval --dataset stard --max-docs 3000   statutes: gold articles, their laws, then random ones
       zhiwen eval --strategies hybrid --fusion rrf --dense-weight 0.5 --report out/
     """
     from zhiwen.retriever.hybrid import FUSIONS, FusionParams
