@@ -196,7 +196,7 @@ def eval_command(
             + ("; e.g. " + ", ".join(f"{qid} {'/'.join(t)}" for qid, t in flagged[:5]) if flagged else "")
         )
     if result.negatives:
-        from .refusal import calibrate, question_features, score_threshold
+        from .refusal import RULES, calibrate, question_features, score_threshold
 
         features = question_features(data, Retriever(indexed))
         measured = [score_threshold(features, settings.refusal_threshold)]
@@ -211,10 +211,10 @@ def eval_command(
             )
         by_rule = {
             rule: (
-                sum(1 for neg, best in features if neg and best == value),
-                sum(1 for neg, best in features if not neg and best == value),
+                sum(1 for neg, signal in features if neg and signal == value),
+                sum(1 for neg, signal in features if not neg and signal == value),
             )
-            for rule, value in (("unknown term", -2.0), ("out of scope", -1.0))
+            for value, rule in RULES.items()
         }
         output["refusal_rules"] = {
             rule: {"negatives": n, "answerable": p} for rule, (n, p) in by_rule.items()

@@ -213,8 +213,7 @@ def load_common(
             )
             kept += siblings[: max(0, max_docs - len(kept))]
             how += f", every other document of their {len(groups)} {group_by} groups"
-        taken = set(kept)
-        others = sorted(corpus.keys() - taken)
+        others = sorted(corpus.keys() - set(kept))
         kept += random.Random(seed).sample(others, max(0, min(len(others), max_docs - len(kept))))
         notes.append(
             f"SUBSET: {len(kept)} of {len(corpus)} documents indexed ({how} and random distractors, "

@@ -11,7 +11,6 @@ negatives among those that refuse at most ``max_false_refusals`` of the answerab
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from dataclasses import dataclass
@@ -21,9 +20,11 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 from zhiwen.retriever import Retriever
-from zhiwen.retriever.answer import Scope, answerable, relevance
+from zhiwen.retriever.answer import OUT_OF_SCOPE, UNKNOWN_TERM, refusal_signal, refused_at
 
-from .datasets import Dataset, default_evaldata
+from .datasets import EXTERNAL, Dataset, _read_jsonl, default_evaldata
+
+RULES = {UNKNOWN_TERM: "topic", OUT_OF_SCOPE: "scope"}  # the rule behind each sentinel signal
 
 
 @dataclass(frozen=True)
@@ -36,26 +37,20 @@ class Calibration:
     positives: int
 
 
-def question_features(dataset: Dataset, retriever: Retriever, k: int = 5) -> list[tuple[bool, float]]:
-    """Per question: (is negative, relevance of the best in-scope hit).
+def question_signal(question: str, retriever: Retriever, k: int = 5) -> float:
+    """The ``refusal_signal`` the answer path computes for ``question``."""
+    return refusal_signal(question, retriever.search(question, k=k), retriever.uncovered_topics(question))
 
-    The relevance is -1 when no hit is in scope, and -2 when the question names a term the knowledge
-    base never mentions: both refuse at any threshold.
-    """
-    features = []
-    for query in tqdm(dataset.queries, desc="refusal", file=sys.stderr, disable=not sys.stderr.isatty()):
-        if retriever.uncovered_topics(query.query):
-            features.append((query.negative, -2.0))
-            continue
-        scope = Scope.of(query.query)
-        in_scope = [h for h in retriever.search(query.query, k=k) if scope.admits(h)]
-        features.append((query.negative, max((relevance(h) for h in in_scope), default=-1.0)))
-    return features
+
+def question_features(dataset: Dataset, retriever: Retriever, k: int = 5) -> list[tuple[bool, float]]:
+    """Per question: (is negative, its ``refusal_signal``: the best in-scope relevance or a sentinel)."""
+    queries = tqdm(dataset.queries, desc="refusal", file=sys.stderr, disable=not sys.stderr.isatty())
+    return [(query.negative, question_signal(query.query, retriever, k)) for query in queries]
 
 
 def score_threshold(features: list[tuple[bool, float]], threshold: float) -> Calibration:
     negatives = sum(1 for negative, _ in features if negative)
-    refused = [(negative, best < threshold) for negative, best in features]
+    refused = [(negative, refused_at(signal, threshold)) for negative, signal in features]
     tp = sum(1 for negative, r in refused if negative and r)
     fp = sum(1 for negative, r in refused if not negative and r)
     return Calibration(
@@ -88,8 +83,7 @@ def calibrate(features: list[tuple[bool, float]], max_false_refusals: float = 0.
 
 def refuses(question: str, retriever: Retriever, threshold: float, k: int = 5) -> bool:
     """Whether the answer path refuses ``question`` (the same rule ``ask`` applies)."""
-    hits = retriever.search(question, k=k)
-    return not answerable(question, hits, threshold, retriever.uncovered_topics(question))
+    return refused_at(question_signal(question, retriever, k), threshold)
 
 
 def off_topic_questions(per_set: int, seed: int = 0) -> dict[str, list[str]]:
@@ -99,15 +93,11 @@ def off_topic_questions(per_set: int, seed: int = 0) -> dict[str, list[str]]:
     are outside the regulator reports; a few NCPQA questions touch financial support and may be partly
     answerable, so the share refused is a lower bound on what refusing them right would mean.
     """
-    root = default_evaldata()
-    sets = {"msgabench": "msgabench_gov_qa/queries.dev.jsonl", "ncpqa": "ncpqa_gov_policy/queries.dev.jsonl"}
     found = {}
-    for name, rel in sets.items():
-        path = root / rel
+    for name in ("msgabench", "ncpqa"):
+        path = default_evaldata() / EXTERNAL[name][1]
         if path.exists():
-            rows = [
-                json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-            ]
+            rows = [row for _, row in _read_jsonl(path)]
             found[name] = [r["query"] for r in random.Random(seed).sample(rows, min(per_set, len(rows)))]
     return found
 
@@ -133,15 +123,9 @@ def main(index_dir: Path | None, per_set: int) -> None:
     for name, questions in sets.items():
         rules = {"topic": 0, "scope": 0, "threshold": 0}
         for question in questions:
-            if retriever.uncovered_topics(question):
-                rules["topic"] += 1
-                continue
-            scope = Scope.of(question)
-            in_scope = [h for h in retriever.search(question, k=5) if scope.admits(h)]
-            if not in_scope:
-                rules["scope"] += 1
-            elif max(relevance(h) for h in in_scope) < settings.refusal_threshold:
-                rules["threshold"] += 1
+            signal = question_signal(question, retriever)
+            if refused_at(signal, settings.refusal_threshold):
+                rules[RULES.get(signal, "threshold")] += 1
         refused = sum(rules.values())
         click.echo(
             f"{name}: {refused} of {len(questions)} off-topic questions refused ({refused / len(questions):.0%}; "

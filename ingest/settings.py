@@ -62,9 +62,7 @@ class Settings:
     ann_threshold: int = 200_000
     reranker: str = ""
     refusal_threshold: float = 0.842  # calibrated for the default model: zhiwen eval --calibrate-refusal
-    glossary: str = (
-        "builtin"  # comma list of term files for the topic check; "builtin" is ours, "" turns it off
-    )
+    glossary: str = "builtin"  # term files for the topic check, comma list; "" turns it off
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""

@@ -67,23 +67,45 @@ MAX_CITATIONS = 4
 RELATIVE_CUTOFF = 0.6  # cited when its score is in the top 40% of the range between the worst and best hit
 
 
+# What ``refusal_signal`` gives when no relevance is compared: below any cosine, so any threshold refuses.
+UNKNOWN_TERM = -3.0  # the question names a term of art the knowledge base never mentions
+OUT_OF_SCOPE = -2.0  # no hit is of the year or issuing body the question names
+
+
 def relevance(hit: Hit) -> float:
     """The signal refusal is calibrated on: the dense cosine of the passage to the question."""
     return float(hit.scores.get("dense", 0.0))
 
 
+def refusal_signal(question: str, hits: list[Hit], missing: Sequence[str] = ()) -> float:
+    """What refusal compares with the threshold: the best in-scope hit's relevance, or a sentinel.
+
+    ``missing`` are the terms of art the question names that the knowledge base never mentions
+    (``Retriever.uncovered_topics``): any one gives ``UNKNOWN_TERM``. No hit in the question's scope
+    gives ``OUT_OF_SCOPE``.
+    """
+    if missing:
+        return UNKNOWN_TERM
+    scope = Scope.of(question)
+    return max((relevance(h) for h in hits if scope.admits(h)), default=OUT_OF_SCOPE)
+
+
+def refused_at(signal: float, threshold: float) -> bool:
+    """Whether a question with this ``refusal_signal`` is refused at ``threshold``."""
+    return signal <= OUT_OF_SCOPE or signal < threshold
+
+
 def answerable(question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()) -> list[Hit]:
     """The hits an answer may cite: in the question's scope, and relevant enough; empty means refuse.
 
-    ``missing`` are the terms of art the question names that the knowledge base never mentions
-    (``Retriever.uncovered_topics``): any one refuses. The best in-scope hit must reach ``threshold``
-    (calibrated on the golden set's negative questions, see ``zhiwen eval --calibrate-refusal``); the
-    others must score close to it.
+    The question must name no term the knowledge base lacks (``missing``), and the best in-scope hit
+    must reach ``threshold`` (calibrated on the golden set's negative questions, see
+    ``zhiwen eval --calibrate-refusal``); the others must score close to it.
     """
+    if refused_at(refusal_signal(question, hits, missing), threshold):
+        return []
     scope = Scope.of(question)
     in_scope = [h for h in hits if scope.admits(h)]
-    if missing or not in_scope or max(relevance(h) for h in in_scope) < threshold:
-        return []
     best, worst = max(h.score for h in in_scope), min(h.score for h in in_scope)
     if best == worst:  # one passage in scope, or all tied: all are as good as the best
         return in_scope[:MAX_CITATIONS]

@@ -47,16 +47,18 @@ class Glossary:
         return sorted(found)
 
     def uncovered(self, question: str, mentions: Callable[[str], bool]) -> list[str]:
-        """Canonical terms of the question regions the knowledge base mentions no alias of.
+        """The longest term, as the question words it, of each region the knowledge base lacks.
 
         ``mentions(term)`` says whether the knowledge base contains ``term`` verbatim.
         """
         regions: list[list[tuple[int, int, int]]] = []
+        region_end = -1
         for match in self.matches(question):
-            if regions and match[0] < max(end for _, end, _ in regions[-1]):
+            if match[0] < region_end:
                 regions[-1].append(match)
             else:
                 regions.append([match])
+            region_end = max(region_end, match[1])
         missing = []
         for region in regions:
             length = max(end - start for start, end, _ in region)
