@@ -11,20 +11,17 @@ from .datasets import (
     load_dataset,
     load_golden,
 )
-from .harness import CHUNKERS, STRATEGIES, EvalResult, Run, run_eval
-from .metrics import RefusalScores, evaluate, ranked_units, refusal_scores
+from .harness import EvalResult, Run, run_eval
+from .metrics import evaluate, ranked_units
 from .report import metrics_table, to_json, write_report, write_trec
 
 __all__ = [
-    "CHUNKERS",
     "DATASETS",
-    "STRATEGIES",
     "Dataset",
     "DatasetError",
     "EvalResult",
     "Gold",
     "Query",
-    "RefusalScores",
     "Run",
     "chunk_hits",
     "evaluate",
@@ -33,7 +30,6 @@ __all__ = [
     "load_golden",
     "metrics_table",
     "ranked_units",
-    "refusal_scores",
     "run_eval",
     "to_json",
     "write_report",

@@ -1,8 +1,8 @@
 """Benchmarks that print figures (not timed tests): search and answer latency, LLM throughput.
 
-    python -m zhiwen.eval.bench search  [--index DIR] [--corpus corpus/ | --reports]   query latency p50/p95
-    python -m zhiwen.eval.bench answer  [--index DIR]                                  offline answer latency
-    python -m zhiwen.eval.bench llm     [--gguf FILE] [--questions 3]                  tokens/s, end-to-end
+    zhiwen eval bench search  [--index DIR] [--corpus corpus/ | --reports]   query latency p50/p95
+    zhiwen eval bench answer  [--index DIR]                                  offline answer latency
+    zhiwen eval bench llm     [--gguf FILE] [--questions 3]                  tokens/s, end-to-end
 
 ``--reports`` indexes the 52+ State Council government work reports from ../shared/evaldata first.
 """
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import click
 import numpy as np
-from zhiwen.ingest.embed import Embedder
+from zhiwen.core.embed import Embedder
+from zhiwen.core.options import index_option
+from zhiwen.core.settings import Settings
+from zhiwen.core.types import Document, FinalAnswer, TextDelta
 from zhiwen.ingest.pipeline import ingest_documents, ingest_paths
-from zhiwen.ingest.settings import Settings
-from zhiwen.ingest.types import Document
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask, extractive_answer
 
@@ -39,15 +40,15 @@ def report_documents() -> list[Document]:
     return docs
 
 
-@click.group()
-def main() -> None:
-    """Print latency and throughput figures."""
+@click.group("bench")
+def bench_group() -> None:
+    """Print latency and throughput figures (benchmarks, not tests)."""
 
 
-@main.command()
-@click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None)
+@bench_group.command()
 @click.option("--corpus", type=click.Path(path_type=Path), default=Path("corpus"))
 @click.option("--reports", is_flag=True, help="Index the government work reports instead of --corpus.")
+@index_option
 def search(index_dir: Path | None, corpus: Path, reports: bool) -> None:
     """Query latency p50/p95 per strategy, using the golden questions, after one warm-up query."""
     settings = Settings.load(index_dir=index_dir)
@@ -74,8 +75,8 @@ def search(index_dir: Path | None, corpus: Path, reports: bool) -> None:
         click.echo(f"{strategy:<7} {percentiles(samples)}")
 
 
-@main.command()
-@click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None)
+@bench_group.command()
+@index_option
 def answer(index_dir: Path | None) -> None:
     """Offline answer latency: retrieval, and building the answer (topic check included) beyond it.
 
@@ -102,8 +103,8 @@ def answer(index_dir: Path | None) -> None:
     click.echo(f"answer beyond it, warm    {percentiles(build_times)}")
 
 
-@main.command()
-@click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None)
+@bench_group.command()
+@index_option
 @click.option("--gguf", type=click.Path(path_type=Path, exists=True), default=None)
 @click.option("--questions", type=int, default=3)
 def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
@@ -124,12 +125,13 @@ def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
         started = time.perf_counter()
         first, pieces = None, []
         final = None
-        for piece in ask(question, retriever, use_llm=True, chat_model=model):
-            if isinstance(piece, str):
-                first = first or time.perf_counter()
-                pieces.append(piece)
-            else:
-                final = piece
+        for event in ask(question, retriever, use_llm=True, chat_model=model):
+            match event:
+                case TextDelta(text):
+                    first = first or time.perf_counter()
+                    pieces.append(text)
+                case FinalAnswer(answer):
+                    final = answer
         total = time.perf_counter() - started
         tokens = len(model.llama.tokenize("".join(pieces).encode("utf-8"), add_bos=False))
         rate = tokens / (total - (first - started)) if first else 0.0
@@ -140,7 +142,3 @@ def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
         click.echo(f"  answer: {final.answer}")
         for warning in final.warnings:
             click.echo(f"  ! {warning}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,11 @@
-"""``zhiwen eval``: parse flags, call ``run_eval``, print the table (or JSON), write files on request."""
+"""``zhiwen eval``: measure from outside. Registered with the ``zhiwen`` command as a plugin (pyproject's
+``zhiwen.commands`` entry points), so the command line never imports this package unless asked.
+
+    zhiwen eval [run] …     recall@k, MRR, nDCG per strategy and chunker (``run`` is the default)
+    zhiwen eval tune …      sweep hybrid fusions over dev sets
+    zhiwen eval bench …     latency and throughput figures
+    zhiwen eval refusal …   share of off-topic questions refused
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,48 @@ import json
 from pathlib import Path
 
 import click
-from zhiwen.ingest.settings import Settings, SettingsError
-from zhiwen.ingest.store import IndexStateError
+from zhiwen.core.index import IndexStateError
+from zhiwen.core.options import config_option
+from zhiwen.core.settings import Settings, SettingsError
+from zhiwen.core.vocab import CHUNKERS, FUSIONS, STRATEGIES
 
 from .datasets import DATASETS, DatasetError, load_common, load_dataset
 
 
-def _names(allowed: tuple[str, ...]):
-    """A click callback turning ``a,b`` into a checked tuple of names."""
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to ``default`` (``zhiwen eval --dataset x``)."""
+
+    def __init__(self, *args, default: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("eval", cls=DefaultGroup, default="run")
+def eval_group() -> None:
+    """Measure retrieval, refusal and speed from outside (default subcommand: run)."""
+
+
+def _folder_option(flag: str, dest: str, help_text: str):
+    """An option naming a folder (created when written to)."""
+    return click.option(
+        flag, dest, type=click.Path(path_type=Path, file_okay=False), default=None, help=help_text
+    )
+
+
+def _file_option(flag: str, dest: str, help_text: str):
+    """An option naming an input file."""
+    return click.option(
+        flag, dest, type=click.Path(path_type=Path, dir_okay=False), default=None, help=help_text
+    )
+
+
+def _names_option(flag: str, allowed: tuple[str, ...], help_text: str):
+    """An option taking a comma list of ``allowed`` names (all of them by default), as a checked tuple."""
 
     def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
         names = tuple(n.strip() for n in value.split(",") if n.strip())
@@ -22,10 +63,10 @@ def _names(allowed: tuple[str, ...]):
             raise click.BadParameter(f"use a comma list of {', '.join(allowed)}; got {value!r}")
         return names
 
-    return parse
+    return click.option(flag, default=",".join(allowed), show_default=True, callback=parse, help=help_text)
 
 
-@click.command("eval")
+@eval_group.command("run")
 @click.option(
     "--dataset",
     type=click.Choice(DATASETS),
@@ -33,34 +74,12 @@ def _names(allowed: tuple[str, ...]):
     show_default=True,
     help="Named set: our golden spans, the held-out set (never tune on it), or an external dev set from $ZHIWEN_EVALDATA.",
 )
-@click.option(
-    "--corpus",
-    "corpus_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Any set in the common format: corpus.jsonl[.gz] (use with --queries).",
+@_file_option(
+    "--corpus", "corpus_path", "Any set in the common format: corpus.jsonl[.gz] (use with --queries)."
 )
-@click.option(
-    "--queries",
-    "queries_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Questions in the common format (use with --corpus).",
-)
-@click.option(
-    "--strategies",
-    default="bm25,dense,hybrid",
-    show_default=True,
-    callback=_names(("bm25", "dense", "hybrid")),
-    help="Comma list of search strategies.",
-)
-@click.option(
-    "--chunkers",
-    default="structure,paragraph,window",
-    show_default=True,
-    callback=_names(("structure", "paragraph", "window")),
-    help="Comma list; one index each.",
-)
+@_file_option("--queries", "queries_path", "Questions in the common format (use with --corpus).")
+@_names_option("--strategies", STRATEGIES, "Comma list of search strategies.")
+@_names_option("--chunkers", CHUNKERS, "Comma list; one index each.")
 @click.option(
     "--k",
     "k",
@@ -81,47 +100,26 @@ def _names(allowed: tuple[str, ...]):
 @click.option(
     "--fusion",
     default=None,
-    help="Hybrid fusion (see retriever/hybrid.py FUSIONS; default: the fusion setting).",
+    help=f"Hybrid fusion: {', '.join(FUSIONS)} (default: the fusion setting).",
 )
 @click.option(
     "--dense-weight", type=click.FloatRange(0, 1), default=None, help="Weight of dense scores in fusion."
 )
 @click.option("--rrf-k", type=click.IntRange(1), default=None, help="k of reciprocal-rank fusion.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option(
-    "--trec",
-    "trec_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Write TREC qrels and one run file per chunker-strategy here.",
+@_folder_option("--trec", "trec_dir", "Write TREC qrels and one run file per chunker-strategy here.")
+@_folder_option("--report", "report_dir", "Write report.md with plots and per-question ranks here.")
+@_folder_option(
+    "--index-root", "index_root", "Where the evaluation indexes live (default: <cache_dir>/eval)."
 )
-@click.option(
-    "--report",
-    "report_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Write report.md with plots and per-question ranks here.",
-)
-@click.option(
-    "--index-root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Where the evaluation indexes live (default: <cache_dir>/eval).",
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).",
-)
+@config_option
 @click.option(
     "--calibrate-refusal",
     is_flag=True,
     help="Also find the refusal threshold that refuses the most negatives while refusing at most 2% of the answerable questions (set it as refusal_threshold).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def eval_command(
+def run_command(
     dataset: str,
     corpus_path: Path | None,
     queries_path: Path | None,
@@ -152,7 +150,7 @@ def eval_command(
       zhiwen eval --dataset stard --max-docs 3000   statutes: gold articles, their laws, then random ones
       zhiwen eval --strategies hybrid --fusion rrf --dense-weight 0.5 --report out/
     """
-    from zhiwen.retriever.hybrid import FUSIONS, FusionParams
+    from zhiwen.retriever.hybrid import FusionParams
 
     from .harness import run_eval
     from .report import metrics_table, to_json, write_report, write_trec
@@ -209,12 +207,11 @@ def eval_command(
                 f"recall {m.recall:.3f} ({m.negatives} negatives; {m.false_refusals} of {m.positives} "
                 "answerable questions refused)"
             )
+        ruled = [(neg, found.ruled.rule) for neg, found in features if found.ruled]
         by_rule = {
-            rule: (
-                sum(1 for neg, signal in features if neg and signal == value),
-                sum(1 for neg, signal in features if not neg and signal == value),
-            )
-            for value, rule in RULES.items()
+            rule: (ruled.count((True, rule)), ruled.count((False, rule)))
+            for rule in RULES
+            if rule != "relevance"
         }
         output["refusal_rules"] = {
             rule: {"negatives": n, "answerable": p} for rule, (n, p) in by_rule.items()
@@ -229,3 +226,16 @@ def eval_command(
         written.append(write_report(result, report_dir))
     for path in written:
         click.echo(f"wrote {path}", err=as_json)
+
+
+def _register_subcommands() -> None:
+    """Add the subcommands that live in their own modules; each imports its heavy parts when run."""
+    from .bench import bench_group
+    from .refusal import refusal_command
+    from .tune import tune_command
+
+    for command in (tune_command, bench_group, refusal_command):
+        eval_group.add_command(command)
+
+
+_register_subcommands()

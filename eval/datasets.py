@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zhiwen.ingest.types import Document
+from zhiwen.core.types import Document
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN_PATH = REPO / "eval" / "data" / "golden.jsonl"
@@ -148,8 +148,8 @@ def load_golden(
     Each span is located with ``str.find`` in the loaded text (the text chunk offsets refer to); a span
     that is not an exact substring of its document is an error naming the line to fix.
     """
+    from zhiwen.core.settings import Settings
     from zhiwen.ingest.pipeline import load_paths
-    from zhiwen.ingest.settings import Settings
 
     documents, failed = load_paths([corpus_dir], Settings(), progress=False)
     if failed:

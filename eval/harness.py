@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
-from zhiwen.ingest.embed import Embedder
+from zhiwen.core.embed import Embedder
+from zhiwen.core.settings import Settings
+from zhiwen.core.types import Hit
+from zhiwen.core.vocab import CHUNKERS, STRATEGIES
 from zhiwen.ingest.pipeline import IngestReport, ingest_documents
-from zhiwen.ingest.settings import Settings
-from zhiwen.retriever import Hit, Retriever
+from zhiwen.retriever import Retriever
 from zhiwen.retriever.hybrid import FusionParams
 
 from .datasets import Dataset
 from .metrics import Positions, evaluate, ranked_units, to_qrels
-
-CHUNKERS = ("structure", "paragraph", "window")
-STRATEGIES = ("bm25", "dense", "hybrid")
 
 
 @dataclass

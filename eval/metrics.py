@@ -17,13 +17,12 @@ Cut-offs count chunks (documents at document level): recall@k is ranx ``recall``
 positions delivered, so a chunk delivering two spans at rank 5 counts both for recall@5. MRR@10 is the
 reciprocal rank of the first hit. nDCG@10 (binary gains) is computed over the units the top 10 positions
 delivered, a chunk's extra units taking the following places; it therefore equals the usual nDCG@10
-when no chunk hits two units. Negative questions (no gold) are not scored here: see ``refusal_scores``.
+when no chunk hits two units. Negative questions (no gold) are not scored here: see ``refusal.score_threshold``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from .datasets import Gold, Query, chunk_hits
@@ -108,34 +107,3 @@ def _mean(qrels: Mapping[str, Mapping[str, int]], run: dict[str, dict[str, float
     # make_comparable scores a question with nothing retrieved as 0 instead of failing.
     qrels = Qrels({qid: dict(units) for qid, units in qrels.items()})
     return float(ranx_evaluate(qrels, Run(run), metric, make_comparable=True))
-
-
-@dataclass(frozen=True)
-class RefusalScores:
-    """How well an answerer refuses the negatives (refusal is the positive class)."""
-
-    precision: float
-    recall: float
-    refused_negatives: int
-    refused_positives: int
-    negatives: int
-    positives: int
-
-
-def refusal_scores(queries: Sequence[Query], answerer: Callable[[str], bool]) -> RefusalScores:
-    """Ask every question; ``answerer(question)`` returns True when it refuses to answer.
-
-    precision: refused questions that were negatives / all refused; recall: refused negatives / negatives.
-    """
-    refused = [(q.negative, answerer(q.query)) for q in queries]
-    tp = sum(1 for negative, r in refused if negative and r)
-    fp = sum(1 for negative, r in refused if not negative and r)
-    negatives = sum(1 for q in queries if q.negative)
-    return RefusalScores(
-        precision=tp / (tp + fp) if tp + fp else 0.0,
-        recall=tp / negatives if negatives else 0.0,
-        refused_negatives=tp,
-        refused_positives=fp,
-        negatives=negatives,
-        positives=len(queries) - negatives,
-    )

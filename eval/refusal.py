@@ -2,11 +2,11 @@
 
 A question is refused when it names a term of art the knowledge base never mentions
 (``zhiwen.retriever.topics``), when no retrieved passage is in its scope (year, issuing body), or when
-the best in-scope passage's relevance is below the threshold (``zhiwen.retriever.answer.answerable``).
+the best in-scope passage's relevance is below the threshold (``zhiwen.retriever.answer.Evidence``).
 The calibration sweeps the threshold over the relevances seen and keeps the one refusing the most
 negatives among those that refuse at most ``max_false_refusals`` of the answerable ones.
 
-    python -m zhiwen.eval.refusal --index DIR    share of off-topic questions (external sets) refused
+    zhiwen eval refusal --index DIR    share of off-topic questions (external sets) refused
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from pathlib import Path
 
 import click
 from tqdm import tqdm
+from zhiwen.core.options import index_option
 from zhiwen.retriever import Retriever
-from zhiwen.retriever.answer import OUT_OF_SCOPE, UNKNOWN_TERM, refusal_signal, refused_at
+from zhiwen.retriever.answer import Evidence, evidence
 
 from .datasets import EXTERNAL, Dataset, _read_jsonl, default_evaldata
 
-RULES = {UNKNOWN_TERM: "topic", OUT_OF_SCOPE: "scope"}  # the rule behind each sentinel signal
+RULES = ("topic", "scope", "relevance")  # the refusal rules, in the order they are checked
+Features = list[tuple[bool, Evidence]]  # per question: (is negative, what refusal rests on)
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,20 @@ class Calibration:
     positives: int
 
 
-def question_signal(question: str, retriever: Retriever, k: int = 5) -> float:
-    """The ``refusal_signal`` the answer path computes for ``question``."""
-    return refusal_signal(question, retriever.search(question, k=k), retriever.uncovered_topics(question))
+def question_evidence(question: str, retriever: Retriever, k: int = 5) -> Evidence:
+    """The ``Evidence`` the answer path weighs for ``question``."""
+    return evidence(question, retriever.search(question, k=k), retriever.uncovered_topics(question))
 
 
-def question_features(dataset: Dataset, retriever: Retriever, k: int = 5) -> list[tuple[bool, float]]:
-    """Per question: (is negative, its ``refusal_signal``: the best in-scope relevance or a sentinel)."""
+def question_features(dataset: Dataset, retriever: Retriever, k: int = 5) -> Features:
+    """Per question: (is negative, its ``Evidence``)."""
     queries = tqdm(dataset.queries, desc="refusal", file=sys.stderr, disable=not sys.stderr.isatty())
-    return [(query.negative, question_signal(query.query, retriever, k)) for query in queries]
+    return [(query.negative, question_evidence(query.query, retriever, k)) for query in queries]
 
 
-def score_threshold(features: list[tuple[bool, float]], threshold: float) -> Calibration:
+def score_threshold(features: Features, threshold: float) -> Calibration:
     negatives = sum(1 for negative, _ in features if negative)
-    refused = [(negative, refused_at(signal, threshold)) for negative, signal in features]
+    refused = [(negative, found.refusal(threshold) is not None) for negative, found in features]
     tp = sum(1 for negative, r in refused if negative and r)
     fp = sum(1 for negative, r in refused if not negative and r)
     return Calibration(
@@ -63,14 +65,14 @@ def score_threshold(features: list[tuple[bool, float]], threshold: float) -> Cal
     )
 
 
-def calibrate(features: list[tuple[bool, float]], max_false_refusals: float = 0.02) -> Calibration:
+def calibrate(features: Features, max_false_refusals: float = 0.02) -> Calibration:
     """The threshold refusing the most negatives among those refusing at most that share of answerable ones.
 
     A false-refusal budget rather than F1: staff asking answerable questions must rarely be turned
     away. Among thresholds refusing as many negatives, the highest wins: the question set cannot tell
     them apart, and the stricter one also refuses off-topic questions the set rarely contains.
     """
-    seen = sorted({best for _, best in features if best > 0})
+    seen = sorted({found.relevance for _, found in features if found.ruled is None and found.relevance > 0})
     # midway between neighbouring relevances: the widest margin on both sides
     candidates = [0.0, *((a + b) / 2 for a, b in pairwise(seen)), *seen[-1:]]
     floor = score_threshold(features, 0.0)  # the scope and topic rules alone: no threshold refuses less
@@ -83,7 +85,7 @@ def calibrate(features: list[tuple[bool, float]], max_false_refusals: float = 0.
 
 def refuses(question: str, retriever: Retriever, threshold: float, k: int = 5) -> bool:
     """Whether the answer path refuses ``question`` (the same rule ``ask`` applies)."""
-    return refused_at(question_signal(question, retriever, k), threshold)
+    return question_evidence(question, retriever, k).refusal(threshold) is not None
 
 
 def off_topic_questions(per_set: int, seed: int = 0) -> dict[str, list[str]]:
@@ -102,18 +104,12 @@ def off_topic_questions(per_set: int, seed: int = 0) -> dict[str, list[str]]:
     return found
 
 
-@click.command()
-@click.option(
-    "--index",
-    "index_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Index of corpus/ (default: the configured index).",
-)
+@click.command("refusal")
+@index_option
 @click.option("--per-set", type=click.IntRange(1), default=150, show_default=True)
-def main(index_dir: Path | None, per_set: int) -> None:
+def refusal_command(index_dir: Path | None, per_set: int) -> None:
     """Share of off-topic questions (external dev sets) the answer path refuses, and by which rule."""
-    from zhiwen.ingest.settings import Settings
+    from zhiwen.core.settings import Settings
 
     settings = Settings.load(index_dir=index_dir)
     retriever = Retriever(settings)
@@ -121,18 +117,14 @@ def main(index_dir: Path | None, per_set: int) -> None:
     if not sets:
         raise click.ClickException(f"{default_evaldata()}: evaluation data not found; set ZHIWEN_EVALDATA")
     for name, questions in sets.items():
-        rules = {"topic": 0, "scope": 0, "threshold": 0}
+        rules = dict.fromkeys(RULES, 0)
         for question in questions:
-            signal = question_signal(question, retriever)
-            if refused_at(signal, settings.refusal_threshold):
-                rules[RULES.get(signal, "threshold")] += 1
+            refusal = question_evidence(question, retriever).refusal(settings.refusal_threshold)
+            if refusal:
+                rules[refusal.rule] += 1
         refused = sum(rules.values())
         click.echo(
             f"{name}: {refused} of {len(questions)} off-topic questions refused ({refused / len(questions):.0%}; "
             + ", ".join(f"{rule} {n}" for rule, n in rules.items())
             + f"; threshold {settings.refusal_threshold})"
         )
-
-
-if __name__ == "__main__":
-    main()

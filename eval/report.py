@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zhiwen.retriever import Hit
+from zhiwen.core.types import Hit
 
 from .datasets import Query
 from .harness import EvalResult, Run

@@ -1,6 +1,6 @@
 """Sweep hybrid fusions over dev sets: search each question once, re-rank its candidates many ways.
 
-    python -m zhiwen.eval.tune --dataset golden --dataset ncpqa --dataset msgabench
+    zhiwen eval tune --dataset golden --dataset ncpqa --dataset msgabench
 
 For every dataset the BM25 and dense candidates of every question are computed once (through the same
 ``Retriever`` the product uses), then each fusion configuration ranks them (``Retriever.rank``) and is
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import click
 from tqdm import tqdm
-from zhiwen.ingest.embed import Embedder
-from zhiwen.ingest.settings import Settings
+from zhiwen.core.embed import Embedder
+from zhiwen.core.settings import Settings
+from zhiwen.core.vocab import CHUNKERS
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.hybrid import FUSIONS, FusionParams
 from zhiwen.retriever.search import Candidates
@@ -130,11 +131,12 @@ def earned(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return winners
 
 
-@click.command()
+@click.command("tune")
 @click.option("--dataset", "datasets", multiple=True, default=["golden"], show_default=True)
-@click.option("--chunker", default="structure", show_default=True)
+@click.option("--chunker", type=click.Choice(CHUNKERS), default="structure", show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N questions of each set.")
-def main(datasets: tuple[str, ...], chunker: str, limit: int | None) -> None:
+def tune_command(datasets: tuple[str, ...], chunker: str, limit: int | None) -> None:
+    """Sweep hybrid fusions over dev sets and print which beat both single methods on every set."""
     settings = Settings.load()
     embedder = Embedder(settings)
     configs = default_configs()
@@ -148,7 +150,3 @@ def main(datasets: tuple[str, ...], chunker: str, limit: int | None) -> None:
         for config, metrics in table.items():
             click.echo(f"{config:<18}" + "".join(f"{metrics[c]:>10.3f}" for c in columns))
     click.echo(f"\nearned on every set: {', '.join(earned(results)) or 'none'}")
-
-
-if __name__ == "__main__":
-    main()

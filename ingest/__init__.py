@@ -2,19 +2,12 @@
 
 from .load import SUPPORTED_SUFFIXES, LoadError, load_document
 from .pipeline import IngestReport, ingest_documents, ingest_paths, remove_documents
-from .settings import Settings, SettingsError
-from .split import CHUNKERS, split_document
-from .types import Chunk, Document
+from .split import split_document
 
 __all__ = [
-    "CHUNKERS",
     "SUPPORTED_SUFFIXES",
-    "Chunk",
-    "Document",
     "IngestReport",
     "LoadError",
-    "Settings",
-    "SettingsError",
     "ingest_documents",
     "ingest_paths",
     "load_document",

@@ -15,10 +15,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .types import Document
+from zhiwen.core.types import Document
+from zhiwen.core.vocab import ISSUER_NAME_ENDINGS, YEAR
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".pdf")
-TEXT_SUFFIXES = (".txt", ".md")
 MAX_CONTROL_SHARE = 0.01  # more control characters than this (besides tabs, newlines) means binary
 
 _BOMS = (
@@ -28,13 +28,9 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-_ISSUER_NAME = (
-    r"(?:国务院|人民政府|人民银行|银保监局|证监局|金融监管局党组|地方金融监管局|金融监管局|监管局|金融办|"
-    r"委员会|党组|党委|办公厅|办公室|厅|市局|局)"
-)
+_ISSUER_NAME = f"(?:{'|'.join(ISSUER_NAME_ENDINGS)})"
 _ISSUER_PREFIX = re.compile(r"[\u4e00-\u9fff*]{0,12}?" + _ISSUER_NAME)  # the stem's 机构- prefix, whole
 _ISSUER_IN_TEXT = re.compile(r"(?:[\u4e00-\u9fff]{1,6}?[省市区县])?" + _ISSUER_NAME)
-_YEAR = re.compile(r"(?<![0-9])(19[0-9]{2}|20[0-9]{2})(?![0-9])")
 DOC_TYPES = (
     "工作总结",
     "汇报发言",
@@ -233,7 +229,7 @@ def extract_metadata(title: str, text: str) -> dict[str, Any]:
     )
     if issuer:
         found["issuer"] = issuer[0].lstrip("*")
-    year = _YEAR.search(found["title"]) or _YEAR.search(title) or _YEAR.search(first)
+    year = YEAR.search(found["title"]) or YEAR.search(title) or YEAR.search(first)
     if year:
         found["year"] = int(year[0])
     doc_type = next((t for t in DOC_TYPES if t in found["title"] or t in title), None)

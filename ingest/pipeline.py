@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
+from zhiwen.core.embed import Embedder
+from zhiwen.core.index import IndexStateError, index_signature, open_generation, read_manifest
+from zhiwen.core.settings import Settings
+from zhiwen.core.types import Chunk, Document
 
-from .embed import Embedder
 from .load import LoadError, discover, load_document
-from .model import resolve_model
-from .settings import Settings
-from .split import CHUNKER_VERSIONS, split_document
-from .store import IndexStateError, open_generation, read_manifest, write_generation, writer_lock
-from .types import Chunk, Document
-
-Progress = Callable[[str, float], None]
+from .split import split_document
+from .store import write_generation, writer_lock
 
 
 @dataclass
@@ -54,19 +53,6 @@ class IngestReport:
         )
 
 
-def index_signature(settings: Settings) -> dict[str, str]:
-    """Manifest values that must match for an index to be searched with these settings."""
-    if settings.chunker not in CHUNKER_VERSIONS:
-        raise IndexStateError(
-            f"chunker must be one of {', '.join(CHUNKER_VERSIONS)}, got {settings.chunker!r}"
-        )
-    chunker = (
-        f"{settings.chunker}/{CHUNKER_VERSIONS[settings.chunker]}"
-        f"/{settings.max_chunk_chars}/{settings.min_chunk_chars}"
-    )
-    return {"embed_model": resolve_model(settings)[0], "chunker": chunker}
-
-
 def load_paths(
     paths: Sequence[Path], settings: Settings, progress: bool = True
 ) -> tuple[list[Document], list[tuple[str, str]]]:
@@ -87,18 +73,12 @@ def load_paths(
 
 
 def ingest_paths(
-    paths: Sequence[Path],
-    settings: Settings,
-    prune: bool = False,
-    rebuild: bool = False,
-    progress: bool = True,
-    embedder: Embedder | None = None,
+    paths: Sequence[Path], settings: Settings, progress: bool = True, **options: Any
 ) -> IngestReport:
-    """Ingest files and folders into ``settings.index_dir``; see the module docstring."""
+    """Ingest files and folders into ``settings.index_dir``; ``options`` (prune, rebuild, embedder) as for
+    ``ingest_documents``. Files that cannot be loaded are reported in ``failed`` and skipped."""
     documents, failed = load_paths(paths, settings, progress)
-    report = ingest_documents(
-        documents, settings, prune=prune, rebuild=rebuild, progress=progress, embedder=embedder
-    )
+    report = ingest_documents(documents, settings, progress=progress, **options)
     report.failed = failed + report.failed
     return report
 

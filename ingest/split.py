@@ -23,18 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .types import Chunk, Document, make_chunk_id
-
-CHUNKERS = ("structure", "paragraph", "window")
-CHUNKER_VERSIONS: dict[str, str] = {"structure": "1", "paragraph": "1", "window": "1"}
+from zhiwen.core.text import HEADING_SENTENCE_END as _HEADING_SENTENCE_END
+from zhiwen.core.text import SENTENCE_END as _SENTENCE_END
+from zhiwen.core.types import Chunk, Document, make_chunk_id
+from zhiwen.core.vocab import CHUNKERS
 
 WINDOW_CHARS = 200
 WINDOW_OVERLAP = 40
 HEADING_MAX_CHARS = 40  # a title line or a paragraph's opening heading sentence is at most this long
 LEADIN_CONTEXT_CHARS = 160  # how much of a lead-in is repeated in its items' context
 
-_SENTENCE_END = re.compile(r"[。！？；!?;]+[”’」』）)]*")
-_HEADING_SENTENCE_END = re.compile(r"[。！？；：!?;:]+[”’」』）)]*")
 _CLAUSE_END = re.compile(r"[，、,：:]")
 _LINE_END_PUNCT = set("。！？；：，、,.;:!?…—”’」』）)")
 _BOUNDARY = set("。；！？：，;!?:,\n \t\u3000")
@@ -238,57 +236,43 @@ def _merge_forward(units: list[_Unit], small: Callable[[_Unit], bool], last_back
     return merged
 
 
-def _pieces(
-    text: str,
-    start: int,
-    end: int,
-    kind: str,
-    context: tuple[str, ...],
-    meta: dict[str, Any],
-    max_chars: int,
-    min_chars: int,
-    carry_head: bool = True,
-) -> list[_Unit]:
-    """One unit for a span that fits, else ``part`` units.
+def _pieces(text: str, unit: _Unit, max_chars: int, min_chars: int, carry_head: bool = True) -> list[_Unit]:
+    """``unit`` itself when its span fits, else ``part`` units of it.
 
     With ``carry_head``, parts after the first also carry the span's first sentence (in these reports,
     its topic) in their context.
     """
-    spans = split_span(text, start, end, max_chars, min_chars)
+    spans = split_span(text, unit.start, unit.end, max_chars, min_chars)
     if len(spans) <= 1:
-        return [_Unit(s, e, kind, context, meta) for s, e in spans]
+        return [replace(unit, start=s, end=e) for s, e in spans]
     head = _brief(text[spans[0][0] : _first_sentence(text, spans[0][0], spans[0][1])], LEADIN_CONTEXT_CHARS)
     return [
         _Unit(
             s,
             e,
             "part",
-            (*context, head) if carry_head and i > 0 else context,
-            {**meta, "part_index": i + 1, "part_count": len(spans)},
+            (*unit.context, head) if carry_head and i > 0 else unit.context,
+            {**unit.meta, "part_index": i + 1, "part_count": len(spans)},
         )
         for i, (s, e) in enumerate(spans)
     ]
 
 
 def _split_segment(
-    text: str,
-    start: int,
-    end: int,
-    search_from: int,
-    kind: str,
-    context: tuple[str, ...],
-    meta: dict[str, Any],
-    max_chars: int,
-    min_chars: int,
+    text: str, segment: _Unit, search_from: int, max_chars: int, min_chars: int
 ) -> list[_Unit]:
-    """Units for ``text[start:end]``: its lead-in and one group per enumerated item, recursively."""
+    """Units for ``segment``'s span: its lead-in and one group per enumerated item, recursively.
+
+    Markers are looked for from ``search_from`` on (after the marker that opens the segment).
+    """
+    start, end, context, meta = segment.start, segment.end, segment.context, segment.meta
     run = _first_run(text, search_from, end, start)
     if run is None:
-        return _pieces(text, start, end, kind, context, meta, max_chars, min_chars)
+        return _pieces(text, segment, max_chars, min_chars)
     units: list[_Unit] = []
     lead = _trim(text, start, run[0].start)
     if lead:
-        units += _pieces(text, *lead, "leadin", context, meta, max_chars, min_chars)
+        units += _pieces(text, _Unit(*lead, "leadin", context, meta), max_chars, min_chars)
         context = (*context, _brief(text[lead[0] : lead[1]], LEADIN_CONTEXT_CHARS))
     for index, marker in enumerate(run):
         item_end = run[index + 1].start if index + 1 < len(run) else end
@@ -299,9 +283,8 @@ def _split_segment(
             "item_count": len(run),
             "item_path": [*meta.get("item_path", []), marker.label],
         }
-        units += _split_segment(
-            text, marker.start, item_end, marker.end, "item", context, item_meta, max_chars, min_chars
-        )
+        item = _Unit(marker.start, item_end, "item", context, item_meta)
+        units += _split_segment(text, item, marker.end, max_chars, min_chars)
     return _merge_forward(units, lambda u: u.end - u.start < min_chars)
 
 
@@ -502,9 +485,8 @@ def _structure_units(doc: Document, max_chars: int, min_chars: int) -> list[_Uni
             meta["item_path"] = [marker.label]
             context = (*context, lead) if lead else context
             search_from, kind = marker.end, "item"
-        units += _split_segment(
-            text, body_start, block.end, search_from, kind, context, meta, max_chars, min_chars
-        )
+        segment = _Unit(body_start, block.end, kind, context, meta)
+        units += _split_segment(text, segment, search_from, max_chars, min_chars)
     units = _merge_forward(units, lambda u: u.kind == "heading", last_back=False)
     return _merge_forward(units, lambda u: u.end - u.start < min_chars)
 
@@ -514,7 +496,8 @@ def _paragraph_units(doc: Document, max_chars: int, min_chars: int) -> list[_Uni
     context = (doc.title,) if doc.title else ()
     for index, span in enumerate(s for s in _lines(doc.text) if s):
         meta = {"paragraph_index": index}
-        units += _pieces(doc.text, *span, "paragraph", context, meta, max_chars, min_chars, carry_head=False)
+        paragraph = _Unit(*span, "paragraph", context, meta)
+        units += _pieces(doc.text, paragraph, max_chars, min_chars, carry_head=False)
     return units
 
 

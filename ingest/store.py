@@ -1,149 +1,34 @@
-"""The index folder: one immutable generation per ingest, switched atomically.
-
-Layout of ``INDEX_DIR``::
-
-    CURRENT                 name of the live generation (replaced atomically with os.replace)
-    gen-<stamp>/manifest.json   schema, embedding model and dimension, chunker, counts, content hashes
-    gen-<stamp>/store.sqlite    documents (full text) and chunks (row order = vector id = BM25 doc id)
-    gen-<stamp>/dense.faiss     FAISS inner-product index over normalised chunk embeddings
-    gen-<stamp>/bm25/           bm25s arrays (.npy, loaded with allow_pickle=False) and vocabulary (JSON)
+"""Write index generations (layout and reader in ``zhiwen.core.index``): one writer at a time, atomically.
 
 A writer builds a complete new generation in a temporary folder, renames it into place, then points
-``CURRENT`` at it. Readers hold the generation they opened, so a crash or ``kill -9`` mid-ingest leaves
-the previous index fully usable, and nothing is ever loaded with pickle.
+``CURRENT`` at it with one atomic replace. Readers keep the generation they opened.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bm25s
 import faiss
 import numpy as np
-
-from .tokenize import tokenize
-from .types import Chunk, Document
-
-SCHEMA_VERSION = 1
-TOKENIZER_VERSION = "jieba-search-1"
-CURRENT = "CURRENT"
-
-
-class IndexStateError(RuntimeError):
-    """The index folder is missing, incomplete or was built with other settings; says what to do."""
-
-
-@dataclass
-class Generation:
-    """One opened, immutable index generation."""
-
-    path: Path
-    manifest: dict[str, Any]
-    db: sqlite3.Connection
-    dense: faiss.Index
-    sparse: bm25s.BM25
-    doc_ids: np.ndarray  # doc_id of each chunk row, for filters
-    doc_meta: dict[str, dict[str, Any]]  # metadata of each document, for filters
-    mentioned: dict[str, bool] = field(default_factory=dict)  # cache of ``mentions``
-
-    def chunk(self, row: int) -> Chunk:
-        return _row_to_chunk(
-            self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks WHERE row = ?", (int(row),)).fetchone()
-        )
-
-    def chunks(self, rows: Sequence[int] | None = None) -> list[Chunk]:
-        if rows is None:
-            cur = self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks ORDER BY row")
-            return [_row_to_chunk(r) for r in cur]
-        return [self.chunk(r) for r in rows]
-
-    def documents(self) -> list[Document]:
-        cur = self.db.execute("SELECT doc_id, title, text, meta FROM documents ORDER BY doc_id")
-        return [Document(d, t, x, json.loads(m)) for d, t, x, m in cur]
-
-    def document(self, doc_id: str) -> Document | None:
-        row = self.db.execute(
-            "SELECT doc_id, title, text, meta FROM documents WHERE doc_id = ?", (doc_id,)
-        ).fetchone()
-        return Document(row[0], row[1], row[2], json.loads(row[3])) if row else None
-
-    def mentions(self, term: str) -> bool:
-        """Whether any stored document's title or text contains ``term`` verbatim (cached)."""
-        if term not in self.mentioned:
-            row = self.db.execute(
-                "SELECT 1 FROM documents WHERE instr(text, ?) > 0 OR instr(title, ?) > 0 LIMIT 1",
-                (term, term),
-            ).fetchone()
-            self.mentioned[term] = row is not None
-        return self.mentioned[term]
-
-    def close(self) -> None:
-        self.db.close()
-
-
-_CHUNK_COLS = "chunk_id, doc_id, title, text, start, end_, context, kind, meta"
-
-
-def _row_to_chunk(row: tuple) -> Chunk:
-    cid, doc_id, title, text, start, end, context, kind, meta = row
-    return Chunk(cid, doc_id, title, text, start, end, context, kind, json.loads(meta))
-
-
-def current_generation(index_dir: Path) -> Path | None:
-    """The live generation folder, or None when the index has never been written."""
-    pointer = Path(index_dir) / CURRENT
-    if not pointer.exists():
-        return None
-    path = Path(index_dir) / pointer.read_text(encoding="utf-8").strip()
-    if not (path / "manifest.json").exists():
-        raise IndexStateError(
-            f"{index_dir}: {CURRENT} points at {path.name}, which is incomplete; re-run `zhiwen ingest`"
-        )
-    return path
-
-
-def read_manifest(index_dir: Path) -> dict[str, Any] | None:
-    gen = current_generation(index_dir)
-    return json.loads((gen / "manifest.json").read_text(encoding="utf-8")) if gen else None
-
-
-def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Generation:
-    """Open the live generation; ``expect`` maps manifest keys to required values (model, chunker).
-
-    Raises IndexStateError with a message that says to re-ingest when the index is missing or was built
-    with a different embedding model, chunker or schema.
-    """
-    index_dir = Path(index_dir)
-    gen = current_generation(index_dir)
-    if gen is None:
-        raise IndexStateError(
-            f"no index at {index_dir}; build one with `zhiwen ingest [PATH ...] --index {index_dir}`"
-        )
-    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    checks = {"schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION, **(expect or {})}
-    for key, want in checks.items():
-        if manifest.get(key) != want:
-            raise IndexStateError(
-                f"index at {index_dir} was built with {key}={manifest.get(key)!r}, but the current settings "
-                f"use {want!r}; re-ingest with `zhiwen ingest --rebuild --index {index_dir}`"
-            )
-    db = sqlite3.connect(f"file:{gen / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
-    dense = faiss.read_index(str(gen / "dense.faiss"))
-    sparse = bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, load_vocab=True, mmap=False)
-    doc_ids = np.array([r[0] for r in db.execute("SELECT doc_id FROM chunks ORDER BY row")], dtype=object)
-    doc_meta = {d: json.loads(m) for d, m in db.execute("SELECT doc_id, meta FROM documents")}
-    return Generation(gen, manifest, db, dense, sparse, doc_ids, doc_meta)
+from zhiwen.core.fsutil import atomic_target, atomic_write_text, remove, stale_temporaries
+from zhiwen.core.index import (
+    CURRENT,
+    SCHEMA_VERSION,
+    TOKENIZER_VERSION,
+    IndexStateError,
+    current_generation,
+)
+from zhiwen.core.tokenize import tokenize
+from zhiwen.core.types import Chunk, Document
 
 
 @contextmanager
@@ -202,9 +87,9 @@ def write_generation(
     """
     index_dir = Path(index_dir)
     name = f"gen-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    tmp = index_dir / f".tmp-{name}"
-    tmp.mkdir(parents=True)
-    try:
+    final = index_dir / name
+    with atomic_target(final, durable=True) as tmp:
+        tmp.mkdir(parents=True)
         _write_store(tmp / "store.sqlite", documents, chunks)
         dense, dense_kind = build_dense(vectors, dense_kind, ann_threshold)
         faiss.write_index(dense, str(tmp / "dense.faiss"))
@@ -220,26 +105,16 @@ def write_generation(
             "documents": {d.doc_id: d.content_hash for d in documents},
         }
         (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
-        _fsync_tree(tmp)
-        final = index_dir / name
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     previous = current_generation(index_dir) if (index_dir / CURRENT).exists() else None
-    pointer_tmp = index_dir / f".{CURRENT}.{uuid.uuid4().hex[:6]}"
-    pointer_tmp.write_text(name, encoding="utf-8")
-    _fsync_file(pointer_tmp)
-    os.replace(pointer_tmp, index_dir / CURRENT)
-    _fsync_file(index_dir)
+    atomic_write_text(index_dir / CURRENT, name, durable=True)
     keep = {name, previous.name if previous else None}
     for old in index_dir.iterdir():
-        if (
-            old.is_dir()
-            and (old.name.startswith("gen-") or old.name.startswith(".tmp-gen-"))
-            and old.name not in keep
-        ):
-            shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and old.name.startswith("gen-") and old.name not in keep:
+            remove(old)
+    for stale in stale_temporaries(index_dir / CURRENT):
+        remove(stale)
+    for old in index_dir.glob(".gen-*.tmp-*"):  # generations a killed ingest left half-written
+        remove(old)
     return final
 
 
@@ -280,18 +155,3 @@ def _write_store(path: Path, documents: Sequence[Document], chunks: Sequence[Chu
             ],
         )
     db.close()
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            _fsync_file(path)
-    _fsync_file(folder)

@@ -1,6 +1,7 @@
 """Retrieval and answers: hybrid search over an index, and answers that cite exact passages."""
 
-from .search import FILTER_KEYS, STRATEGIES, Retriever
-from .types import Answer, Citation, Hit
+from zhiwen.core.types import Answer, Citation, FinalAnswer, Hit, Refusal, TextDelta
 
-__all__ = ["FILTER_KEYS", "STRATEGIES", "Answer", "Citation", "Hit", "Retriever"]
+from .search import Retriever
+
+__all__ = ["Answer", "Citation", "FinalAnswer", "Hit", "Refusal", "Retriever", "TextDelta"]

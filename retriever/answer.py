@@ -3,40 +3,27 @@
 The answer is built from the top passages only: their most relevant sentences, grouped by document in
 reading order, each followed by its marker ``[n]``. Every citation is an exact slice of its document.
 Deterministic and cheap (no model call beyond retrieval).
+
+Refusal has three rules, checked in order (``Evidence.refusal``): ``topic`` (the question names a term of
+art no document mentions), ``scope`` (no passage is of the year or issuing body the question names) and
+``relevance`` (the best in-scope passage's dense relevance is below the calibrated threshold).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from langchain_core.language_models.chat_models import BaseChatModel
-from zhiwen.ingest.tokenize import tokenize
+from zhiwen.core.text import sentences
+from zhiwen.core.tokenize import tokenize
+from zhiwen.core.types import Answer, AnswerEvent, Citation, FinalAnswer, Hit, Refusal, TextDelta
+from zhiwen.core.vocab import ISSUING_BODIES, years_named
 
 from .llm import chat_model_from_settings, stream_llm_answer
 from .search import Retriever
-from .types import Answer, Citation, Hit
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
-_SENTENCE = re.compile(r"[^。！？；!?;]*[。！？；!?;]?")
-_YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
-ISSUERS = (
-    "银保监局",
-    "银保监会",
-    "金融监管局",
-    "金融监管总局",
-    "地方金融监管局",
-    "人民银行",
-    "证监局",
-    "证监会",
-    "外汇管理局",
-    "外汇局",
-    "国务院",
-    "发改委",
-    "财政局",
-    "税务局",
-)
 
 
 @dataclass(frozen=True)
@@ -48,12 +35,9 @@ class Scope:
 
     @classmethod
     def of(cls, question: str) -> Scope:
-        issuers = tuple(
-            i
-            for i in ISSUERS
-            if i in question and not any(i != j and i in j for j in ISSUERS if j in question)
-        )
-        return cls(tuple(dict.fromkeys(_YEAR.findall(question))), issuers)
+        named = [body for body in ISSUING_BODIES if body in question]
+        issuers = tuple(i for i in named if not any(i != j and i in j for j in named))
+        return cls(years_named(question), issuers)
 
     def admits(self, hit: Hit) -> bool:
         """A hit answers in scope only if its document (or the passage itself) is of that year and body."""
@@ -62,14 +46,13 @@ class Scope:
         issuer_ok = all(i in where for i in self.issuers)
         return year_ok and issuer_ok
 
+    def describe(self) -> str:
+        """The scope as the question named it: "2019年、银保监局"."""
+        return "、".join([f"{y}年" for y in self.years] + list(self.issuers))
+
 
 MAX_CITATIONS = 4
 RELATIVE_CUTOFF = 0.6  # cited when its score is in the top 40% of the range between the worst and best hit
-
-
-# What ``refusal_signal`` gives when no relevance is compared: below any cosine, so any threshold refuses.
-UNKNOWN_TERM = -3.0  # the question names a term of art the knowledge base never mentions
-OUT_OF_SCOPE = -2.0  # no hit is of the year or issuing body the question names
 
 
 def relevance(hit: Hit) -> float:
@@ -77,22 +60,37 @@ def relevance(hit: Hit) -> float:
     return float(hit.scores.get("dense", 0.0))
 
 
-def refusal_signal(question: str, hits: list[Hit], missing: Sequence[str] = ()) -> float:
-    """What refusal compares with the threshold: the best in-scope hit's relevance, or a sentinel.
+@dataclass(frozen=True)
+class Evidence:
+    """What the refusal decision rests on for one question and its retrieved hits.
 
-    ``missing`` are the terms of art the question names that the knowledge base never mentions
-    (``Retriever.uncovered_topics``): any one gives ``UNKNOWN_TERM``. No hit in the question's scope
-    gives ``OUT_OF_SCOPE``.
+    ``relevance`` is the best in-scope hit's relevance (0 when no hit is in scope); ``ruled`` is a topic
+    or scope refusal, which no threshold overrides. Calibration sweeps thresholds over these.
     """
-    if missing:
-        return UNKNOWN_TERM
+
+    relevance: float
+    ruled: Refusal | None = None
+
+    def refusal(self, threshold: float) -> Refusal | None:
+        """The refusal at ``threshold``, or None when the question is answered."""
+        if self.ruled is not None:
+            return self.ruled
+        if self.relevance < threshold:
+            return Refusal("relevance", self.relevance, f"{self.relevance:.3f} < {threshold:.3f}")
+        return None
+
+
+def evidence(question: str, hits: Sequence[Hit], missing: Sequence[str] = ()) -> Evidence:
+    """The ``Evidence`` for ``question``: ``missing`` are the terms of art it names that the knowledge base
+    never mentions (``Retriever.uncovered_topics``)."""
     scope = Scope.of(question)
-    return max((relevance(h) for h in hits if scope.admits(h)), default=OUT_OF_SCOPE)
-
-
-def refused_at(signal: float, threshold: float) -> bool:
-    """Whether a question with this ``refusal_signal`` is refused at ``threshold``."""
-    return signal <= OUT_OF_SCOPE or signal < threshold
+    in_scope = [relevance(h) for h in hits if scope.admits(h)]
+    best = max(in_scope, default=0.0)
+    if missing:
+        return Evidence(best, Refusal("topic", best, "、".join(missing)))
+    if not in_scope:
+        return Evidence(best, Refusal("scope", best, scope.describe()))
+    return Evidence(best)
 
 
 def answerable(question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()) -> list[Hit]:
@@ -102,7 +100,7 @@ def answerable(question: str, hits: list[Hit], threshold: float, missing: Sequen
     must reach ``threshold`` (calibrated on the golden set's negative questions, see
     ``zhiwen eval --calibrate-refusal``); the others must score close to it.
     """
-    if refused_at(refusal_signal(question, hits, missing), threshold):
+    if evidence(question, hits, missing).refusal(threshold):
         return []
     scope = Scope.of(question)
     in_scope = [h for h in hits if scope.admits(h)]
@@ -119,8 +117,8 @@ def ask(
     use_llm: bool = False,
     filters: dict | None = None,
     chat_model: BaseChatModel | None = None,
-) -> Iterator[str | Answer]:
-    """Answer ``question``: yields streamed text pieces (LLM mode only), then the final ``Answer``.
+) -> Iterator[AnswerEvent]:
+    """Answer ``question``: yields ``TextDelta`` pieces as they stream (LLM mode only), then ``FinalAnswer``.
 
     Retrieval, scope checks and refusal are the same in both modes; the LLM only phrases an answer from
     passages the extractive path accepted, and its answer is checked before it is returned.
@@ -129,27 +127,27 @@ def ask(
     missing = retriever.uncovered_topics(question)
     answer = extractive_answer(question, hits, retriever.settings.refusal_threshold, missing)
     if answer.refused or not use_llm:
-        yield answer
+        yield FinalAnswer(answer)
         return
     accepted = {c.chunk_id for c in answer.citations}
     model = chat_model or chat_model_from_settings(retriever.settings)
-    for piece in stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model):
-        if isinstance(piece, str) or piece.citations:
-            yield piece
+    for event in stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model):
+        if isinstance(event, TextDelta) or event.answer.citations:
+            yield event
         else:
             # The model gave nothing its passages back up; the extractive answer is the safe one.
-            answer.warnings = [*piece.warnings, "LLM 的回答没有可核对的引用，改用原文摘录回答"]
-            yield answer
+            warnings = (*event.answer.warnings, "LLM 的回答没有可核对的引用，改用原文摘录回答")
+            yield FinalAnswer(replace(answer, warnings=warnings))
 
 
 def extractive_answer(
     question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()
 ) -> Answer:
     """The answer for ``question`` from ranked ``hits`` (pure: no I/O); ``missing`` as in ``answerable``."""
-    usable = answerable(question, hits, threshold, missing)
-    if not usable:
+    refusal = evidence(question, hits, missing).refusal(threshold)
+    if refusal:
         scope = Scope.of(question)
-        named = "、".join([f"{y}年" for y in scope.years] + list(scope.issuers))
+        named = scope.describe()
         why = (
             f"检索到的材料都不属于问题所指的{named}。"
             if named and not any(scope.admits(h) for h in hits)
@@ -158,22 +156,16 @@ def extractive_answer(
         if missing:
             why += "知识库中的文档没有提到" + "、".join(f"“{term}”" for term in missing) + "。"
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
-        return Answer(text, "extractive", True, related=hits[:3])
+        return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
+    usable = answerable(question, hits, threshold, missing)
 
     words = set(tokenize(question))
     citations: list[Citation] = []
     by_doc: dict[str, list[tuple[Hit, str]]] = {}
     for hit in usable:
         start, end = best_span(hit, words)
-        citation = Citation(
-            len(citations) + 1,
-            hit.chunk_id,
-            hit.doc_id,
-            hit.title,
-            hit.text[start - hit.start : end - hit.start],
-            start,
-            end,
-        )
+        text = hit.text[start - hit.start : end - hit.start]
+        citation = Citation(hit.chunk_id, hit.doc_id, hit.title, text, start, end, n=len(citations) + 1)
         citations.append(citation)
         lead = ""
         if start > hit.start and hit.meta.get("item_label"):
@@ -190,12 +182,11 @@ def extractive_answer(
             + "：\n"
             + "\n".join(piece for _, piece in doc_hits)
         )
-    return Answer("\n\n".join(parts), "extractive", False, citations)
+    return Answer("\n\n".join(parts), "extractive", tuple(citations))
 
 
 def _first_sentence_end(text: str) -> int:
-    match = _SENTENCE.match(text)
-    return match.end() if match else len(text)
+    return next(sentences(text)).end()
 
 
 def enumeration_note(hits: list[Hit]) -> str:
@@ -224,12 +215,12 @@ def best_span(hit: Hit, words: set[str], max_sentences: int = 3) -> tuple[int, i
     The run of up to ``max_sentences`` sentences sharing the most question words wins; an enumerated
     item's opening sentence (it names the measure) gets a small bonus.
     """
-    sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(hit.text) if m.group().strip()]
-    if len(hit.text) <= 160 or len(sentences) <= max_sentences:
+    spans = [(m.start(), m.end()) for m in sentences(hit.text) if m.group().strip()]
+    if len(hit.text) <= 160 or len(spans) <= max_sentences:
         return hit.start, hit.end
-    scores = [len(words & set(tokenize(hit.text[s:e]))) for s, e in sentences]
+    scores = [len(words & set(tokenize(hit.text[s:e]))) for s, e in spans]
     if hit.meta.get("item_label"):
         scores[0] += 0.5
     width = max_sentences
-    best = max(range(len(sentences) - width + 1), key=lambda i: (sum(scores[i : i + width]), -i))
-    return hit.start + sentences[best][0], hit.start + sentences[best + width - 1][1]
+    best = max(range(len(spans) - width + 1), key=lambda i: (sum(scores[i : i + width]), -i))
+    return hit.start + spans[best][0], hit.start + spans[best + width - 1][1]

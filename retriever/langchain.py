@@ -16,7 +16,7 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
-from zhiwen.ingest.settings import Settings
+from zhiwen.core.settings import Settings
 
 from .search import Retriever
 

@@ -15,10 +15,9 @@ from typing import Any
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from zhiwen.ingest.settings import Settings
-
-from .search import char_bigrams
-from .types import Answer, Citation, Hit
+from zhiwen.core.settings import Settings
+from zhiwen.core.text import SENTENCE_BREAKS, char_bigrams, sentences
+from zhiwen.core.types import Answer, AnswerEvent, Citation, FinalAnswer, Hit, TextDelta
 
 SYSTEM_PROMPT = (
     "你是“知问”，回答政府和金融监管工作报告相关问题的助手。根据用户给出的编号段落回答问题："
@@ -29,7 +28,7 @@ SYSTEM_PROMPT = (
 _MARKER = re.compile(r"\[(\d+)\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*%?")
 _LIST_LABEL = re.compile(r"^\s*(?:[（(]?\d{1,2}[.、)）]|[-*•])\s*")
-_SENTENCE = re.compile(r"[^。！？；\n]*(?:[。！？；\n]|$)")
+_LINE_SENTENCE_BREAKS = SENTENCE_BREAKS + "\n"  # a model's list item ends at its line break
 
 
 class LLMError(RuntimeError):
@@ -114,15 +113,15 @@ class LlamaCppChat(BaseChatModel):
                 yield ChatGenerationChunk(message=AIMessageChunk(text))
 
 
-def stream_llm_answer(question: str, hits: list[Hit], model: BaseChatModel) -> Iterator[str | Answer]:
-    """Yield the model's text as it streams, then the checked ``Answer`` as the last item."""
+def stream_llm_answer(question: str, hits: list[Hit], model: BaseChatModel) -> Iterator[AnswerEvent]:
+    """Yield the model's text as ``TextDelta`` events while it streams, then the checked ``FinalAnswer``."""
     raw = []
     for chunk in model.stream(build_messages(question, hits)):
         text = chunk.content if isinstance(chunk.content, str) else ""
         if text:
             raw.append(text)
-            yield text
-    yield check_answer("".join(raw), hits)
+            yield TextDelta(text)
+    yield FinalAnswer(check_answer("".join(raw), hits))
 
 
 def best_source(sentence: str, hits: list[Hit], min_share: float = 0.5) -> int | None:
@@ -140,11 +139,14 @@ def best_source(sentence: str, hits: list[Hit], min_share: float = 0.5) -> int |
 
 
 def check_answer(text: str, hits: list[Hit]) -> Answer:
-    """Keep the sentences whose markers and numbers are backed by the passages they cite."""
+    """Keep the sentences whose markers and numbers are backed by the passages they cite.
+
+    An answer left with no citation cites nothing checkable; the caller falls back to the extractive one.
+    """
     warnings: list[str] = []
     kept: list[str] = []
     cited: set[int] = set()
-    for sentence in (m.group() for m in _SENTENCE.finditer(text)):
+    for sentence in (m.group() for m in sentences(text, _LINE_SENTENCE_BREAKS)):
         if not sentence.strip():
             kept.append(sentence)  # line breaks between the model's list items
             continue
@@ -168,12 +170,9 @@ def check_answer(text: str, hits: list[Hit]) -> Answer:
         cited.update(marks)
         kept.append(sentence)
     answer = "".join(kept).strip()
-    citations = [
-        Citation(n, h.chunk_id, h.doc_id, h.title, h.text, h.start, h.end)
+    citations = tuple(
+        Citation(h.chunk_id, h.doc_id, h.title, h.text, h.start, h.end, n=n)
         for n, h in enumerate(hits, 1)
         if n in cited
-    ]
-    refused = not citations
-    if refused and not answer:
-        answer = "资料中没有相关内容。"
-    return Answer(answer, "llm", refused, citations, related=hits if refused else [], warnings=warnings)
+    )
+    return Answer(answer or "资料中没有相关内容。", "llm", citations, warnings=tuple(warnings))

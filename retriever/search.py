@@ -5,7 +5,6 @@ The index is opened once and kept; ``refresh`` switches to a newer generation wh
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,21 +13,19 @@ from typing import Any
 
 import faiss
 import numpy as np
-from zhiwen.ingest.embed import Embedder
-from zhiwen.ingest.pipeline import index_signature
-from zhiwen.ingest.settings import Settings
-from zhiwen.ingest.store import Generation, current_generation, open_generation
-from zhiwen.ingest.tokenize import tokenize
+from zhiwen.core.embed import Embedder
+from zhiwen.core.index import Generation, current_generation, index_signature, open_generation
+from zhiwen.core.settings import Settings
+from zhiwen.core.text import char_bigrams
+from zhiwen.core.tokenize import tokenize
+from zhiwen.core.types import Hit
+from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 
 from .hybrid import FusionParams, fuse
 from .topics import glossary_from_settings
-from .types import Hit
 
-STRATEGIES = ("bm25", "dense", "hybrid")
-FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id")
 CANDIDATES = 100
 RERANK_DEPTH = 20
-_NORMALISE = re.compile(r"[\s\W_*]+")
 
 
 @dataclass(frozen=True)
@@ -148,18 +145,10 @@ class Retriever:
             meta = {**gen.doc_meta.get(chunk.doc_id, {}), **chunk.meta}
             hits.append(
                 Hit(
-                    len(hits) + 1,
-                    chunk.chunk_id,
-                    chunk.doc_id,
-                    chunk.title,
-                    chunk.text,
-                    chunk.start,
-                    chunk.end,
-                    float(ranked[row]),
-                    chunk.context,
-                    chunk.kind,
-                    scores,
-                    meta,
+                    **vars(chunk) | {"meta": meta},
+                    rank=len(hits) + 1,
+                    score=float(ranked[row]),
+                    scores=scores,
                 )
             )
             if len(hits) == k:
@@ -229,12 +218,6 @@ def _top(scores: np.ndarray, depth: int) -> np.ndarray:
         return np.argsort(-scores)
     top = np.argpartition(-scores, depth)[:depth]
     return top[np.argsort(-scores[top])]
-
-
-def char_bigrams(text: str) -> set[str]:
-    """Character bigrams of ``text`` without spaces, punctuation and ``*`` (for near-duplicate tests)."""
-    plain = _NORMALISE.sub("", text)
-    return {plain[i : i + 2] for i in range(len(plain) - 1)} or {plain}
 
 
 def _is_near_duplicate(text: str, seen: list[set[str]], threshold: float = 0.9) -> bool:

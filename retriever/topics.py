@@ -3,7 +3,7 @@
 A dense score cannot tell "存款准备金率下调了多少？" from an answerable paraphrase: both land near
 passages about monetary and credit policy. A plain fact can: no document in the knowledge base says
 存款准备金率 (or one of its aliases), so nothing in it can answer the question. The glossary
-(``ingest/data/finance_terms.txt``, plus the files named by the ``glossary`` setting) lists terms of
+(``core/data/finance_terms.txt``, plus the files named by the ``glossary`` setting) lists terms of
 art, one concept a line with its aliases; everyday words are deliberately left out, so paraphrases
 ("刚进城安家的人") never trip the check.
 
@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
-BUILTIN = Path(__file__).resolve().parent.parent / "ingest" / "data" / "finance_terms.txt"
+BUILTIN = Path(str(resources.files("zhiwen.core") / "data" / "finance_terms.txt"))
 
 
 class GlossaryError(ValueError):

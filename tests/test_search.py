@@ -63,8 +63,8 @@ def test_filters_keep_only_matching_documents(corpus_settings, embedder):
 
 def test_near_duplicates_do_not_crowd_the_top(tmp_path, embedder):
     from conftest import make_settings
+    from zhiwen.core.types import Document
     from zhiwen.ingest.pipeline import ingest_documents
-    from zhiwen.ingest.types import Document
 
     template = (
         "坚持以习近平新时代中国特色社会主义思想为指导，全面贯彻落实党的二十大精神，扎实推进各项重点工作。"

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from zhiwen.ingest.settings import Settings, SettingsError
+from zhiwen.core.settings import Settings, SettingsError
 
 
 def write_config(tmp_path: Path, body: str) -> Path:
@@ -66,3 +66,55 @@ def test_bad_env_value_names_the_variable():
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(SettingsError, match="config file not found"):
         Settings.load(tmp_path / "nope.toml", env={})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ZHIWEN_TOP_K", "0", "top_k must be at least 1, got 0"),
+        ("ZHIWEN_TOP_K", "-3", "top_k must be at least 1, got -3"),
+        ("ZHIWEN_EMBED_BATCH_SIZE", "0", "embed_batch_size must be at least 1"),
+        ("ZHIWEN_DENSE_WEIGHT", "nan", "dense_weight must be between 0 and 1, got nan"),
+        ("ZHIWEN_DENSE_WEIGHT", "1.5", "dense_weight must be between 0 and 1"),
+        ("ZHIWEN_MAX_FILE_MB", "-1", "max_file_mb must be a positive number of megabytes"),
+        ("ZHIWEN_FUSION", "bogus", "fusion must be one of rrf, minmax, zscore, adaptive, got 'bogus'"),
+        ("ZHIWEN_STRATEGY", "magic", "strategy must be one of bm25, dense, hybrid"),
+        ("ZHIWEN_CHUNKER", "sentences", "chunker must be one of structure, paragraph, window"),
+        ("ZHIWEN_DENSE_INDEX", "ivf", "dense_index must be one of auto, flat, hnsw"),
+        ("ZHIWEN_PORT", "70000", "port must be a port number from 1 to 65535"),
+        ("ZHIWEN_REFUSAL_THRESHOLD", "inf", "refusal_threshold must be a number"),
+    ],
+)
+def test_unusable_values_are_refused_at_load_time_naming_the_variable(variable, value, message):
+    with pytest.raises(SettingsError) as err:
+        Settings.load(env={variable: value})
+    assert str(err.value).startswith(f"{variable}: {message}")
+
+
+def test_unusable_values_in_a_config_file_or_a_flag_name_where_they_came_from(tmp_path):
+    cfg = write_config(tmp_path, 'fusion = "bogus"\n')
+    with pytest.raises(SettingsError, match=f"^{cfg}: fusion must be one of"):
+        Settings.load(cfg, env={})
+    with pytest.raises(SettingsError, match="^--top-k: top_k must be at least 1"):
+        Settings.load(env={}, top_k=0)
+
+
+def test_settings_built_directly_are_checked_too():
+    with pytest.raises(SettingsError, match="chunker must be one of"):
+        Settings(chunker="sentences")
+    with pytest.raises(SettingsError, match="top_k must be at least 1"):
+        Settings().replace(top_k=0)
+
+
+def test_config_file_that_is_not_utf8_is_named(tmp_path):
+    cfg = tmp_path / "gbk.toml"
+    cfg.write_bytes('strategy = "混合"\n'.encode("gbk"))
+    with pytest.raises(SettingsError, match=f"^{cfg}: config file is not UTF-8 text"):
+        Settings.load(cfg, env={})
+
+
+def test_every_named_fusion_has_a_function():
+    from zhiwen.core.vocab import FUSIONS
+    from zhiwen.retriever.hybrid import FUSIONS as FUSION_FUNCTIONS
+
+    assert tuple(FUSION_FUNCTIONS) == FUSIONS

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from zhiwen.ingest.split import CHUNKER_VERSIONS, CHUNKERS, split_document, split_span
-from zhiwen.ingest.types import Document
+from zhiwen.core.types import Document
+from zhiwen.core.vocab import CHUNKER_VERSIONS, CHUNKERS
+from zhiwen.ingest.split import split_document, split_span
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

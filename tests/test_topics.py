@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from zhiwen.ingest.store import open_generation
+from zhiwen.core.index import open_generation
 from zhiwen.retriever.topics import BUILTIN, GlossaryError, glossary_from_settings, load_glossary, parse
 
 

@@ -12,10 +12,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from zhiwen.ingest.embed import Embedder
+from zhiwen.core.embed import Embedder
+from zhiwen.core.settings import Settings, SettingsError, default_cache_dir
+from zhiwen.core.types import Document
 from zhiwen.ingest.pipeline import ingest_paths
-from zhiwen.ingest.settings import Settings, SettingsError, default_cache_dir
-from zhiwen.ingest.types import Document
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import REFUSAL
 from zhiwen.ui.app import ZhiwenApp, launch, parse_auth, prepare, reveal_prefixes

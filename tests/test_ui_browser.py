@@ -1,6 +1,7 @@
 """End to end in headless Chromium: the real server, the real index and model, clicks and uploads.
 
-Also refreshes the screenshots in docs/ and prints the measured answer latency (run with ``-s``).
+Screenshots go to a temporary folder; ``scripts/screenshots.sh`` runs these tests with
+``ZHIWEN_SCREENSHOTS_DIR=docs`` to refresh the ones in docs/. Prints the measured answer latency (``-s``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from zhiwen.ingest.embed import Embedder
+from zhiwen.core.embed import Embedder
+from zhiwen.core.settings import Settings, default_cache_dir
 from zhiwen.ingest.pipeline import ingest_paths
-from zhiwen.ingest.settings import Settings, default_cache_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "corpus"
-SCREENSHOTS = REPO / "docs"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -39,9 +39,16 @@ INJECTION = (
     "注入测试\n珊瑚礁保护专项贷款说明<script>alert(1)</script><img src=x onerror=alert(2)>，额度**万元。\n"
 )
 SERVE = (
-    "import sys; from pathlib import Path; from zhiwen.ingest.settings import Settings; "
+    "import sys; from pathlib import Path; from zhiwen.core.settings import Settings; "
     "from zhiwen.ui.app import launch; launch(Settings.load(), corpus=Path(sys.argv[1]))"
 )
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: ``$ZHIWEN_SCREENSHOTS_DIR`` (scripts/screenshots.sh sets docs/), else a temporary folder."""
+    folder = os.environ.get("ZHIWEN_SCREENSHOTS_DIR")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
 
 
 def free_port() -> int:
@@ -127,7 +134,7 @@ def ask(page, question: str) -> tuple[float, float]:
     return first, time.perf_counter() - started
 
 
-def test_example_question_is_answered_with_clickable_citations(page, server: dict) -> None:
+def test_example_question_is_answered_with_clickable_citations(page, server: dict, screenshots: Path) -> None:
     page.click("#zw-examples button.gallery-item:has-text('如何支持新市民金融？')")
     page.wait_for_function(
         "() => document.querySelector('#zw-question textarea').value === '如何支持新市民金融？'"
@@ -137,7 +144,7 @@ def test_example_question_is_answered_with_clickable_citations(page, server: dic
     assert "[1]" in last_answer(page) and "新市民" in last_answer(page)
     source = page.locator("#zw-t0-c1")
     assert "新市民" in source.locator(".zw-snippet mark").inner_text()
-    page.screenshot(path=str(SCREENSHOTS / "screenshot-chat.png"))
+    page.screenshot(path=str(screenshots / "screenshot-chat.png"))
 
     page.locator("#zw-chat a.zw-cite", has_text="[1]").first.click()
     page.wait_for_timeout(700)
@@ -149,7 +156,7 @@ def test_example_question_is_answered_with_clickable_citations(page, server: dic
     mark = full_text.locator("mark").bounding_box()
     view = full_text.bounding_box()
     assert view["y"] <= mark["y"] <= view["y"] + view["height"], "the full text opens scrolled to the passage"
-    page.screenshot(path=str(SCREENSHOTS / "screenshot-sources.png"))
+    page.screenshot(path=str(screenshots / "screenshot-sources.png"))
     source.locator("details.zw-full summary").click()
 
     page.locator("#zw-chat button[aria-label='Like']").last.click()
@@ -161,7 +168,9 @@ def test_example_question_is_answered_with_clickable_citations(page, server: dic
     assert entry["rating"] == "up" and entry["question"] == "如何支持新市民金融？" and entry["citations"]
 
 
-def test_uploaded_document_is_found_and_injection_shows_as_text(page, tmp_path: Path) -> None:
+def test_uploaded_document_is_found_and_injection_shows_as_text(
+    page, tmp_path: Path, screenshots: Path
+) -> None:
     fact = tmp_path / "星河基金.txt"
     fact.write_text(f"星河基金简报\n{UNIQUE_FACT}\n", encoding="utf-8")
     injection = tmp_path / "注入测试.txt"
@@ -172,7 +181,7 @@ def test_uploaded_document_is_found_and_injection_shows_as_text(page, tmp_path: 
     page.click("#zw-upload-btn")
     page.wait_for_selector("#zw-kb-status :text('✓ 星河基金.txt：已添加')", timeout=120_000)
     page.wait_for_selector("#zw-docs :text('星河基金.txt')")
-    page.screenshot(path=str(SCREENSHOTS / "screenshot-knowledge-base.png"))
+    page.screenshot(path=str(screenshots / "screenshot-knowledge-base.png"))
 
     page.get_by_role("tab", name="问答").click()
     ask(page, "星河渔业互助基金的首期规模是多少？")
@@ -184,7 +193,7 @@ def test_uploaded_document_is_found_and_injection_shows_as_text(page, tmp_path: 
     assert page.dialogs == []
 
 
-def test_retrieval_test_tab_shows_scores(page) -> None:
+def test_retrieval_test_tab_shows_scores(page, screenshots: Path) -> None:
     page.get_by_role("tab", name="命中测试").click()
     page.fill("#zw-probe textarea", "珊瑚礁保护专项贷款")
     page.click("#zw-probe-btn")
@@ -193,5 +202,5 @@ def test_retrieval_test_tab_shows_scores(page) -> None:
     page.fill("#zw-probe textarea", "新市民金融服务")
     page.click("#zw-probe-btn")
     page.wait_for_selector("#zw-hits :text('新市民')")
-    page.screenshot(path=str(SCREENSHOTS / "screenshot-retrieval-test.png"))
+    page.screenshot(path=str(screenshots / "screenshot-retrieval-test.png"))
     assert page.dialogs == []

@@ -14,18 +14,20 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from zhiwen.core.index import read_manifest
+from zhiwen.core.settings import Settings, SettingsError
+from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, TextDelta
+from zhiwen.core.vocab import STRATEGIES
 from zhiwen.ingest.load import SUPPORTED_SUFFIXES
 from zhiwen.ingest.pipeline import IngestReport, ingest_documents, ingest_paths, remove_documents
-from zhiwen.ingest.settings import Settings, SettingsError
-from zhiwen.ingest.store import read_manifest
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask
-from zhiwen.retriever.types import Answer
 
 from .render import CSS, HEAD, answer_html, escape, position_label, sources_panel, status_html
 
@@ -83,13 +85,14 @@ class ZhiwenApp:
         ]
         yield history, "", turns
         answer, streamed = None, ""
-        for piece in self._answer_stream(question):
-            if isinstance(piece, Answer):
-                answer = piece
-            else:
-                streamed += piece
-                history[-1] = {"role": "assistant", "content": escape(streamed)}
-                yield history, "", turns
+        for event in self._answer_stream(question):
+            match event:
+                case FinalAnswer(final):
+                    answer = final
+                case TextDelta(text):
+                    streamed += text
+                    history[-1] = {"role": "assistant", "content": escape(streamed)}
+                    yield history, "", turns
         if not streamed:
             for prefix in reveal_prefixes(answer.answer):
                 history[-1] = {"role": "assistant", "content": escape(prefix)}
@@ -108,7 +111,7 @@ class ZhiwenApp:
         }
         yield history, sources, [*turns, record]
 
-    def _answer_stream(self, question: str) -> Iterator[str | Answer]:
+    def _answer_stream(self, question: str) -> Iterator[AnswerEvent]:
         """``ask`` in the configured mode; an LLM that fails is reported and the answer given offline."""
         if not self.use_llm:
             yield from ask(question, self.retriever)
@@ -116,9 +119,9 @@ class ZhiwenApp:
         try:
             yield from ask(question, self.retriever, use_llm=True)
         except Exception as exc:  # noqa: BLE001 - any LLM failure is shown here, at the edge, once
-            answer = next(p for p in ask(question, self.retriever) if isinstance(p, Answer))
-            answer.warnings.append(f"LLM 不可用，已改用离线摘录回答：{exc}")
-            yield answer
+            (offline,) = ask(question, self.retriever)  # offline, ask yields the final answer alone
+            warnings = (*offline.answer.warnings, f"LLM 不可用，已改用离线摘录回答：{exc}")
+            yield FinalAnswer(replace(offline.answer, warnings=warnings))
 
     def sources(self, turn: int, answer: Answer) -> str:
         """The sources panel HTML for ``answer`` given in conversation turn ``turn``."""
@@ -394,9 +397,7 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
         with gr.Tab("命中测试"):
             with gr.Row():
                 probe = gr.Textbox(label="测试问题", scale=4, elem_id="zw-probe")
-                strategy = gr.Radio(
-                    ["hybrid", "bm25", "dense"], value=app.settings.strategy, label="检索方式"
-                )
+                strategy = gr.Radio(list(STRATEGIES), value=app.settings.strategy, label="检索方式")
                 k = gr.Slider(1, 30, value=app.settings.top_k, step=1, label="返回条数 k")
             run = gr.Button("检索", variant="primary", elem_id="zw-probe-btn")
             hits = gr.Dataframe(

@@ -2,57 +2,52 @@
 
 Every command takes ``--index DIR`` and ``--config FILE``; settings come from
 ``Settings.load`` (defaults < config file < ZHIWEN_* environment < flags).
+
+Other packages add commands through the ``zhiwen.commands`` entry-point group (``eval`` does so in
+``pyproject.toml``): each entry point names a click command, loaded only when it is called or listed in
+``--help``, so ``zhiwen search`` never imports them.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import click
-from zhiwen.eval.cli import eval_command
-from zhiwen.ingest.settings import Settings, SettingsError
-from zhiwen.ingest.store import IndexStateError
+from zhiwen.core.options import setting_choice, settings_options
+from zhiwen.core.settings import Settings
+from zhiwen.core.types import FinalAnswer, TextDelta
+from zhiwen.core.vocab import CHUNKERS, STRATEGIES
 
-USER_ERRORS = (SettingsError, IndexStateError, ValueError, FileNotFoundError, RuntimeError)
-
-
-def settings_options(func: Callable) -> Callable:
-    """Add --index and --config to a command and pass it a ready ``settings`` object."""
-
-    @click.option(
-        "--index",
-        "index_dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Index folder (default: $ZHIWEN_INDEX_DIR or ~/.local/share/zhiwen/index).",
-    )
-    @click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="TOML config file (default: $ZHIWEN_CONFIG or ~/.config/zhiwen/config.toml).",
-    )
-    @functools.wraps(func)
-    def wrapper(index_dir: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
-        overrides = {name: kwargs.pop(name) for name in list(kwargs) if name.startswith("set_")}
-        try:
-            settings = Settings.load(
-                config_file, index_dir=index_dir, **{k[4:]: v for k, v in overrides.items()}
-            )
-            return func(settings=settings, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+COMMAND_GROUP = "zhiwen.commands"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class PluginGroup(click.Group):
+    """A command group that also offers the commands registered under the ``zhiwen.commands`` entry points.
+
+    A plugin command is imported only when it is run or when ``--help`` lists it.
+    """
+
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and (plugin := self._plugins().get(name)) is not None:
+            command = plugin.load()
+        return command
+
+
+@click.group(
+    cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="zhiwen")
 def main() -> None:
     """知问 Zhiwen: ask questions of Chinese work reports and get answers that cite the original passages.
@@ -72,13 +67,7 @@ def main() -> None:
 @click.option(
     "--rebuild", is_flag=True, help="Re-split and re-embed everything, e.g. after changing the chunker."
 )
-@click.option(
-    "--chunker",
-    "set_chunker",
-    type=click.Choice(["structure", "paragraph", "window"]),
-    default=None,
-    help="How documents are split (default: structure).",
-)
+@setting_choice("chunker", CHUNKERS, "How documents are split (default: structure).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @settings_options
 def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool, rebuild: bool, quiet: bool) -> None:
@@ -122,13 +111,7 @@ def collect_filters(
 @main.command()
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="How many passages (default 5).")
-@click.option(
-    "--strategy",
-    "set_strategy",
-    type=click.Choice(["hybrid", "bm25", "dense"]),
-    default=None,
-    help="Ranking: hybrid (default), bm25 or dense.",
-)
+@setting_choice("strategy", STRATEGIES, "Ranking: hybrid (default), bm25 or dense.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @filter_options
 @settings_options
@@ -186,12 +169,13 @@ def ask(
         question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters)
     )
     answer = None
-    for piece in stream:
-        if isinstance(piece, str):
-            if not as_json:
-                click.echo(piece, nl=False, err=True)
-        else:
-            answer = piece
+    for event in stream:
+        match event:
+            case TextDelta(text):
+                if not as_json:
+                    click.echo(text, nl=False, err=True)
+            case FinalAnswer(final):
+                answer = final
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
         return
@@ -219,7 +203,7 @@ def llm_setup(settings: Settings, no_install: bool) -> None:
 
     Prints the path to put in ZHIWEN_LLM_GGUF. Needs `pip install 'zhiwen[gguf]'` to run it.
     """
-    from zhiwen.retriever.gguf import setup
+    from .gguf import setup
 
     path = setup(settings.cache_dir, install=not no_install)
     click.echo(f"verified {path}\nuse it with: export ZHIWEN_LLM_GGUF={path}")
@@ -234,8 +218,7 @@ def chunks(settings: Settings, doc: str | None, as_json: bool) -> None:
 
     JSON items: chunk_id, doc_id, title, text, start, end, context, kind, meta.
     """
-    from zhiwen.ingest.pipeline import index_signature
-    from zhiwen.ingest.store import open_generation
+    from zhiwen.core.index import index_signature, open_generation
 
     gen = open_generation(settings.index_dir, index_signature(settings))
     selected = [c for c in gen.chunks() if doc is None or doc in c.doc_id or doc in c.title]
@@ -283,14 +266,11 @@ def serve(settings: Settings, corpus: Path, open_browser: bool) -> None:
     launch(settings, corpus=corpus, open_browser=open_browser)
 
 
-main.add_command(eval_command)
-
-
 @main.command()
 @settings_options
 def info(settings: Settings) -> None:
     """Print the effective settings and what the index holds."""
-    from zhiwen.ingest.store import read_manifest
+    from zhiwen.core.index import read_manifest
 
     shown = {k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"}
     click.echo(json.dumps(shown, ensure_ascii=False, indent=1))

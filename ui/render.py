@@ -13,8 +13,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from typing import Any
 
-from zhiwen.ingest.types import Document
-from zhiwen.retriever.types import Answer
+from zhiwen.core.types import Answer, Document
 
 CONTEXT_CHARS = 200
 _MARKER = re.compile(r"\[(\d+)\]")

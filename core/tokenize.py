@@ -20,14 +20,14 @@ _WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]")
 def _tokenizer() -> jieba.Tokenizer:
     jieba.setLogLevel(logging.WARNING)
     tok = jieba.Tokenizer()
-    with resources.as_file(resources.files("zhiwen.ingest") / "data" / "userdict.txt") as path:
+    with resources.as_file(resources.files("zhiwen.core") / "data" / "userdict.txt") as path:
         tok.load_userdict(str(path))
     return tok
 
 
 @lru_cache(maxsize=1)
 def stopwords() -> frozenset[str]:
-    text = (resources.files("zhiwen.ingest") / "data" / "stopwords.txt").read_text(encoding="utf-8")
+    text = (resources.files("zhiwen.core") / "data" / "stopwords.txt").read_text(encoding="utf-8")
     return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
 

@@ -7,24 +7,23 @@ re-ingesting unchanged passages costs no model time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
-from zhiwen.ingest.model import model_id_for, resolve_model
-from zhiwen.ingest.settings import Settings, SettingsError
+
+from .model import model_id_for, resolve_model
+from .settings import Settings, SettingsError
+from .text import sha256_text
 
 _SQL_VARIABLES = 500
-
-
-def text_key(prompted_text: str) -> str:
-    """The cache key of a text, prompt included: the hex sha256 of its UTF-8 bytes."""
-    return hashlib.sha256(prompted_text.encode("utf-8")).hexdigest()
+QUERY_CACHE_SIZE = 1024
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -97,6 +96,8 @@ class Embedder:
         self.embedded_count = 0
         self._model = None
         self._load_lock = threading.Lock()
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     @property
     def model(self):
@@ -135,7 +136,7 @@ class Embedder:
         New vectors are stored batch by batch, so an interrupted run keeps the work already done.
         """
         prompted = [self.settings.passage_prompt + t for t in texts]
-        keys = [text_key(p) for p in prompted]
+        keys = [sha256_text(p) for p in prompted]  # the prompt is part of the key
         known = self.cache.get_many(self.model_id, list(dict.fromkeys(keys)))
         missing = {key: text for key, text in zip(keys, prompted, strict=True) if key not in known}
         batch_size = self.settings.embed_batch_size
@@ -157,13 +158,32 @@ class Embedder:
         return self._run([self.settings.query_prompt + t for t in texts])
 
     def encode_query(self, text: str) -> np.ndarray:
-        """The vector of one query, shape ``(dim,)``."""
-        return self.encode_queries([text])[0]
+        """The vector of one query, shape ``(dim,)`` (read-only).
+
+        The last ``QUERY_CACHE_SIZE`` queries are remembered: a question searched again (another
+        strategy, another chunker's index, a repeated question) costs no model time.
+        """
+        with self._queries_lock:
+            if text in self._queries:
+                self._queries.move_to_end(text)
+                return self._queries[text]
+        vector = self.encode_queries([text])[0]
+        vector.setflags(write=False)
+        with self._queries_lock:
+            self._queries[text] = vector
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
 
 
 def _load(settings: Settings):
-    """Load the model on CPU; a model that cannot be found is reported against ZHIWEN_EMBED_MODEL."""
-    _, source = resolve_model(settings)
+    """The model the settings name, on CPU; loaded once per process and shared by every ``Embedder``."""
+    return _load_source(resolve_model(settings)[1])
+
+
+@lru_cache(maxsize=4)
+def _load_source(source: str):
+    """Load a model folder or hub name; one that cannot be found is reported against ZHIWEN_EMBED_MODEL."""
     if Path(source).is_dir():
         # A local folder needs no hub; without these, a missing file would trigger minutes of retries.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

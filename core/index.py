@@ -1,0 +1,152 @@
+"""The index folder and how to read it: one immutable generation per ingest, switched atomically.
+
+Layout of ``INDEX_DIR``::
+
+    CURRENT                     name of the live generation (replaced atomically)
+    gen-<stamp>/manifest.json   schema, embedding model and dimension, chunker, counts, content hashes
+    gen-<stamp>/store.sqlite    documents (full text) and chunks (row order = vector id = BM25 doc id)
+    gen-<stamp>/dense.faiss     FAISS inner-product index over normalised chunk embeddings
+    gen-<stamp>/bm25/           bm25s arrays (.npy, loaded with allow_pickle=False) and vocabulary (JSON)
+
+The writer (``zhiwen.ingest.store``) builds a complete new generation, renames it into place, then points
+``CURRENT`` at it. Readers hold the generation they opened, so a crash or ``kill -9`` mid-ingest leaves
+the previous index fully usable, and nothing is ever loaded with pickle. ``index_signature`` says which
+manifest values must match the settings for an index to be searched; it reads no model file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import faiss
+import numpy as np
+
+from .model import model_id_for
+from .settings import Settings
+from .types import Chunk, Document
+from .vocab import CHUNKER_VERSIONS
+
+SCHEMA_VERSION = 1
+TOKENIZER_VERSION = "jieba-search-1"
+CURRENT = "CURRENT"
+
+
+class IndexStateError(RuntimeError):
+    """The index folder is missing, incomplete or was built with other settings; says what to do."""
+
+
+def index_signature(settings: Settings) -> dict[str, str]:
+    """Manifest values that must match for an index to be searched with these settings."""
+    chunker = (
+        f"{settings.chunker}/{CHUNKER_VERSIONS[settings.chunker]}"
+        f"/{settings.max_chunk_chars}/{settings.min_chunk_chars}"
+    )
+    return {"embed_model": model_id_for(settings), "chunker": chunker}
+
+
+@dataclass
+class Generation:
+    """One opened, immutable index generation."""
+
+    path: Path
+    manifest: dict[str, Any]
+    db: sqlite3.Connection
+    dense: faiss.Index
+    sparse: bm25s.BM25
+    doc_ids: np.ndarray  # doc_id of each chunk row, for filters
+    doc_meta: dict[str, dict[str, Any]]  # metadata of each document, for filters
+    mentioned: dict[str, bool] = field(default_factory=dict)  # cache of ``mentions``
+
+    def chunk(self, row: int) -> Chunk:
+        return _row_to_chunk(
+            self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks WHERE row = ?", (int(row),)).fetchone()
+        )
+
+    def chunks(self, rows: Sequence[int] | None = None) -> list[Chunk]:
+        if rows is None:
+            cur = self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks ORDER BY row")
+            return [_row_to_chunk(r) for r in cur]
+        return [self.chunk(r) for r in rows]
+
+    def documents(self) -> list[Document]:
+        cur = self.db.execute("SELECT doc_id, title, text, meta FROM documents ORDER BY doc_id")
+        return [Document(d, t, x, json.loads(m)) for d, t, x, m in cur]
+
+    def document(self, doc_id: str) -> Document | None:
+        row = self.db.execute(
+            "SELECT doc_id, title, text, meta FROM documents WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        return Document(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
+    def mentions(self, term: str) -> bool:
+        """Whether any stored document's title or text contains ``term`` verbatim (cached)."""
+        if term not in self.mentioned:
+            row = self.db.execute(
+                "SELECT 1 FROM documents WHERE instr(text, ?) > 0 OR instr(title, ?) > 0 LIMIT 1",
+                (term, term),
+            ).fetchone()
+            self.mentioned[term] = row is not None
+        return self.mentioned[term]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_CHUNK_COLS = "chunk_id, doc_id, title, text, start, end_, context, kind, meta"
+
+
+def _row_to_chunk(row: tuple) -> Chunk:
+    cid, doc_id, title, text, start, end, context, kind, meta = row
+    return Chunk(cid, doc_id, title, text, start, end, context, kind, json.loads(meta))
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    """The live generation folder, or None when the index has never been written."""
+    pointer = Path(index_dir) / CURRENT
+    if not pointer.exists():
+        return None
+    path = Path(index_dir) / pointer.read_text(encoding="utf-8").strip()
+    if not (path / "manifest.json").exists():
+        raise IndexStateError(
+            f"{index_dir}: {CURRENT} points at {path.name}, which is incomplete; re-run `zhiwen ingest`"
+        )
+    return path
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    gen = current_generation(index_dir)
+    return json.loads((gen / "manifest.json").read_text(encoding="utf-8")) if gen else None
+
+
+def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Generation:
+    """Open the live generation; ``expect`` maps manifest keys to required values (model, chunker).
+
+    Raises IndexStateError with a message that says to re-ingest when the index is missing or was built
+    with a different embedding model, chunker or schema.
+    """
+    index_dir = Path(index_dir)
+    gen = current_generation(index_dir)
+    if gen is None:
+        raise IndexStateError(
+            f"no index at {index_dir}; build one with `zhiwen ingest [PATH ...] --index {index_dir}`"
+        )
+    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    checks = {"schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION, **(expect or {})}
+    for key, want in checks.items():
+        if manifest.get(key) != want:
+            raise IndexStateError(
+                f"index at {index_dir} was built with {key}={manifest.get(key)!r}, but the current settings "
+                f"use {want!r}; re-ingest with `zhiwen ingest --rebuild --index {index_dir}`"
+            )
+    db = sqlite3.connect(f"file:{gen / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+    dense = faiss.read_index(str(gen / "dense.faiss"))
+    sparse = bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, load_vocab=True, mmap=False)
+    doc_ids = np.array([r[0] for r in db.execute("SELECT doc_id FROM chunks ORDER BY row")], dtype=object)
+    doc_meta = {d: json.loads(m) for d, m in db.execute("SELECT doc_id, meta FROM documents")}
+    return Generation(gen, manifest, db, dense, sparse, doc_ids, doc_meta)

@@ -1,0 +1,71 @@
+"""The names Zhiwen's settings, index, commands and answers share, each defined once.
+
+Settings validate against these tuples when they are loaded; the command line offers them as choices;
+the splitter, the index signature and the retriever key their tables by them.
+"""
+
+from __future__ import annotations
+
+import re
+
+STRATEGIES = ("bm25", "dense", "hybrid")  # how hits are ranked: keywords, vectors, or both fused
+FUSIONS = ("rrf", "minmax", "zscore", "adaptive")  # how hybrid fuses (functions in retriever/hybrid.py)
+DENSE_INDEXES = ("auto", "flat", "hnsw")  # FAISS index kinds; auto picks hnsw above ann_threshold
+FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id")  # document metadata a search can be limited to
+
+# Chunkers and their versions: a version bump makes older indexes rebuild on the next ingest.
+CHUNKER_VERSIONS = {"structure": "1", "paragraph": "1", "window": "1"}
+CHUNKERS = tuple(CHUNKER_VERSIONS)
+
+# Issuing bodies a question can limit itself to ("2022年银保监局…"): answers then come only from
+# passages of that body (retriever/answer.py Scope).
+ISSUING_BODIES = (
+    "银保监局",
+    "银保监会",
+    "金融监管局",
+    "金融监管总局",
+    "地方金融监管局",
+    "人民银行",
+    "证监局",
+    "证监会",
+    "外汇管理局",
+    "外汇局",
+    "国务院",
+    "发改委",
+    "财政局",
+    "税务局",
+)
+# How a document's issuer ends where its title or first lines name it (ingest/load.py reads the issuer
+# from there). Generic endings (局, 厅, 党组) belong here but would be meaningless as a question's scope;
+# a longer name comes before its own prefix (金融监管局党组 before 金融监管局), as a regex alternation
+# takes the first that matches.
+ISSUER_NAME_ENDINGS = (
+    "国务院",
+    "人民政府",
+    "人民银行",
+    "银保监局",
+    "证监局",
+    "金融监管局党组",
+    "地方金融监管局",
+    "金融监管局",
+    "监管局",
+    "金融办",
+    "委员会",
+    "党组",
+    "党委",
+    "办公厅",
+    "办公室",
+    "厅",
+    "市局",
+    "局",
+)
+
+# A year as these reports write it: 19xx or 20xx, not part of a longer number.
+YEAR = re.compile(r"(?<![0-9])((?:19|20)[0-9]{2})(?![0-9])")
+
+
+def years_named(text: str) -> tuple[str, ...]:
+    """The years ``text`` names as years ("2022年"), in order, once each; a bare number is not a year."""
+    return tuple(
+        dict.fromkeys(m[1] for m in YEAR.finditer(text) if text[m.end() :].lstrip().startswith("年"))
+    )
