@@ -4,7 +4,8 @@ Layout of ``INDEX_DIR``::
 
     CURRENT                     name of the live generation (replaced atomically)
     gen-<stamp>/manifest.json   schema, embedding model and dimension, chunker, counts, content hashes
-    gen-<stamp>/store.sqlite    documents (full text) and chunks (row order = vector id = BM25 doc id)
+    gen-<stamp>/store.sqlite    documents (full text), chunks (row order = vector id = BM25 doc id, with
+                                their section role) and each document's outline
     gen-<stamp>/dense.faiss     FAISS inner-product index over normalised chunk embeddings
     gen-<stamp>/bm25/           bm25s arrays (.npy, loaded with allow_pickle=False) and vocabulary (JSON)
 
@@ -29,10 +30,10 @@ import numpy as np
 
 from .model import model_id_for
 from .settings import Settings
-from .types import Chunk, Document
+from .types import Chunk, Document, OutlineNode
 from .vocab import CHUNKER_VERSIONS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the outline table and the chunks' role column
 TOKENIZER_VERSION = "jieba-search-1"
 CURRENT = "CURRENT"
 
@@ -61,7 +62,9 @@ class Generation:
     sparse: bm25s.BM25
     doc_ids: np.ndarray  # doc_id of each chunk row, for filters
     doc_meta: dict[str, dict[str, Any]]  # metadata of each document, for filters
+    roles: np.ndarray  # section role of each chunk row (overview, done, problem, plan), for filters
     mentioned: dict[str, bool] = field(default_factory=dict)  # cache of ``mentions``
+    outlines: dict[str, list[OutlineNode]] = field(default_factory=dict)  # cache of ``outline``
 
     def chunk(self, row: int) -> Chunk:
         return _row_to_chunk(
@@ -83,6 +86,17 @@ class Generation:
             "SELECT doc_id, title, text, meta FROM documents WHERE doc_id = ?", (doc_id,)
         ).fetchone()
         return Document(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
+    def outline(self, doc_id: str) -> list[OutlineNode]:
+        """The outline of document ``doc_id`` (empty for an unknown id), in reading order (cached)."""
+        if doc_id not in self.outlines:
+            rows = self.db.execute(
+                "SELECT idx, parent, kind, label, start, end_, head_start, head_end, role, position, count "
+                "FROM outline WHERE doc_id = ? ORDER BY idx",
+                (doc_id,),
+            )
+            self.outlines[doc_id] = [OutlineNode(*row) for row in rows]
+        return self.outlines[doc_id]
 
     def mentions(self, term: str) -> bool:
         """Whether any stored document's title or text contains ``term`` verbatim (cached)."""
@@ -149,4 +163,18 @@ def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Ge
     sparse = bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, load_vocab=True, mmap=False)
     doc_ids = np.array([r[0] for r in db.execute("SELECT doc_id FROM chunks ORDER BY row")], dtype=object)
     doc_meta = {d: json.loads(m) for d, m in db.execute("SELECT doc_id, meta FROM documents")}
-    return Generation(gen, manifest, db, dense, sparse, doc_ids, doc_meta)
+    roles = np.array([r[0] for r in db.execute("SELECT role FROM chunks ORDER BY row")], dtype=object)
+    return Generation(gen, manifest, db, dense, sparse, doc_ids, doc_meta, roles)
+
+
+def stored_documents(index_dir: Path) -> list[Document]:
+    """The documents of the live generation, whatever schema or settings built it (for rebuilding)."""
+    gen = current_generation(Path(index_dir))
+    if gen is None:
+        return []
+    db = sqlite3.connect(f"file:{gen / 'store.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT doc_id, title, text, meta FROM documents ORDER BY doc_id").fetchall()
+    finally:
+        db.close()
+    return [Document(d, t, x, json.loads(m)) for d, t, x, m in rows]

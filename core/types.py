@@ -8,6 +8,7 @@ Hits, citations and answers are immutable once built.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -80,6 +81,43 @@ def make_chunk_id(doc_id: str, text: str, context: str = "", seen: dict[str, int
     count = seen.get(base, 0) + 1
     seen[base] = count
     return base if count == 1 else f"{base}-{count}"
+
+
+@dataclass(frozen=True)
+class OutlineNode:
+    """One part of a document's outline: a section, a paragraph, an enumeration or one of its items.
+
+    Built by ``zhiwen.ingest.outline``. ``text[start:end]`` is the whole part and
+    ``text[head_start:head_end]`` its heading, lead-in or headline (empty when it has none).
+
+    ``parent`` is the index of the enclosing node in the outline (None at the top). Items carry their
+    ``position`` (1-based) and the ``count`` of items in their enumeration. ``role`` is overview, done,
+    problem or plan.
+    """
+
+    index: int
+    parent: int | None
+    kind: str
+    label: str
+    start: int
+    end: int
+    head_start: int
+    head_end: int
+    role: str = "done"
+    position: int = 0
+    count: int = 0
+
+    def head(self, text: str) -> str:
+        """The node's heading, lead-in or headline as the document writes it."""
+        return text[self.head_start : self.head_end]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def outline_path(nodes: Sequence[OutlineNode], start: int) -> list[OutlineNode]:
+    """The outline nodes holding document offset ``start``, outermost first (ancestors of the deepest)."""
+    return [n for n in nodes if n.start <= start < n.end]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import re
 STRATEGIES = ("bm25", "dense", "hybrid")  # how hits are ranked: keywords, vectors, or both fused
 FUSIONS = ("rrf", "minmax", "zscore", "adaptive")  # how hybrid fuses (functions in retriever/hybrid.py)
 DENSE_INDEXES = ("auto", "flat", "hnsw")  # FAISS index kinds; auto picks hnsw above ann_threshold
-FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id")  # document metadata a search can be limited to
+FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id", "role")  # what a search can be limited to
+ROLES = ("overview", "done", "problem", "plan")  # the part of a report a passage is in (ingest/outline.py)
 
 # Chunkers and their versions: a version bump makes older indexes rebuild on the next ingest.
 CHUNKER_VERSIONS = {"structure": "1", "paragraph": "1", "window": "1"}
@@ -69,3 +70,9 @@ def years_named(text: str) -> tuple[str, ...]:
     return tuple(
         dict.fromkeys(m[1] for m in YEAR.finditer(text) if text[m.end() :].lstrip().startswith("年"))
     )
+
+
+def issuers_named(text: str) -> tuple[str, ...]:
+    """The issuing bodies ``text`` names, leaving out one named only inside another (金融监管局 in 地方金融监管局)."""
+    named = [body for body in ISSUING_BODIES if body in text]
+    return tuple(i for i in named if not any(i != j and i in j for j in named))

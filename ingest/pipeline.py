@@ -17,11 +17,20 @@ from typing import Any
 
 from tqdm import tqdm
 from zhiwen.core.embed import Embedder
-from zhiwen.core.index import IndexStateError, index_signature, open_generation, read_manifest
+from zhiwen.core.index import (
+    SCHEMA_VERSION,
+    TOKENIZER_VERSION,
+    IndexStateError,
+    index_signature,
+    open_generation,
+    read_manifest,
+    stored_documents,
+)
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Chunk, Document
 
 from .load import LoadError, discover, load_document
+from .outline import build_outline, place_chunk
 from .split import split_document
 from .store import write_generation, writer_lock
 
@@ -138,11 +147,7 @@ def ingest_documents(
         chunks = [c for d in ordered for c in chunks_by_doc[d.doc_id]]
         report.documents, report.chunks = len(ordered), len(chunks)
         if report.changed or read_manifest(index_dir) is None:
-            embedder = embedder or Embedder(settings)
-            vectors = embedder.encode_passages([c.indexed_text for c in chunks], progress=progress)
-            write_generation(
-                index_dir, ordered, chunks, vectors, signature, settings.dense_index, settings.ann_threshold
-            )
+            _write(settings, signature, ordered, chunks, embedder or Embedder(settings), progress)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -172,12 +177,34 @@ def remove_documents(
         kept = [c for d in ordered for c in chunks[d.doc_id]]
         report.documents, report.chunks = len(ordered), len(kept)
         if report.removed:
-            vectors = (embedder or Embedder(settings)).encode_passages([c.indexed_text for c in kept])
-            write_generation(
-                index_dir, ordered, kept, vectors, signature, settings.dense_index, settings.ann_threshold
-            )
+            _write(settings, signature, ordered, kept, embedder or Embedder(settings), False)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write(
+    settings: Settings,
+    signature: dict[str, str],
+    documents: list[Document],
+    chunks: list[Chunk],
+    embedder: Embedder,
+    progress: bool,
+) -> None:
+    """Outline the documents, mark each chunk with its place in the outline, embed, write a generation."""
+    outlines = {doc.doc_id: build_outline(doc.text) for doc in documents}
+    texts = {doc.doc_id: doc.text for doc in documents}
+    placed = [place_chunk(c, texts[c.doc_id], outlines[c.doc_id]) for c in chunks]
+    vectors = embedder.encode_passages([c.indexed_text for c in placed], progress=progress)
+    write_generation(
+        settings.index_dir,
+        documents,
+        placed,
+        vectors,
+        signature,
+        settings.dense_index,
+        settings.ann_threshold,
+        outlines,
+    )
 
 
 def _previous(
@@ -187,20 +214,19 @@ def _previous(
     manifest = read_manifest(index_dir)
     if manifest is None:
         return {}, {}
-    mismatched = [k for k, v in signature.items() if manifest.get(k) != v]
+    expected = {**signature, "schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION}
+    mismatched = [k for k, v in expected.items() if manifest.get(k) != v]
     if rebuild or mismatched:
         # Keep every stored document (its full text is in the index) but re-split and re-embed all of them.
         report.rebuilt = (
             "--rebuild"
             if rebuild
-            else ", ".join(f"{k} {manifest.get(k)!r} -> {signature[k]!r}" for k in mismatched)
+            else ", ".join(f"{k} {manifest.get(k)!r} -> {expected[k]!r}" for k in mismatched)
         )
-        signature = {}
-    gen = open_generation(index_dir, signature or None)
+        return {d.doc_id: d for d in stored_documents(index_dir)}, {}
+    gen = open_generation(index_dir, signature)
     try:
         docs = {d.doc_id: d for d in gen.documents()}
-        if report.rebuilt:
-            return docs, {}
         chunks: dict[str, list[Chunk]] = {d: [] for d in docs}
         for chunk in gen.chunks():
             chunks[chunk.doc_id].append(chunk)

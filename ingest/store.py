@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from zhiwen.core.index import (
     current_generation,
 )
 from zhiwen.core.tokenize import tokenize
-from zhiwen.core.types import Chunk, Document
+from zhiwen.core.types import Chunk, Document, OutlineNode
 
 
 @contextmanager
@@ -79,6 +79,7 @@ def write_generation(
     manifest: dict[str, Any],
     dense_kind: str = "auto",
     ann_threshold: int = 200_000,
+    outlines: Mapping[str, Sequence[OutlineNode]] | None = None,
 ) -> Path:
     """Write a complete generation and make it live atomically; returns its folder.
 
@@ -90,7 +91,7 @@ def write_generation(
     final = index_dir / name
     with atomic_target(final, durable=True) as tmp:
         tmp.mkdir(parents=True)
-        _write_store(tmp / "store.sqlite", documents, chunks)
+        _write_store(tmp / "store.sqlite", documents, chunks, outlines or {})
         dense, dense_kind = build_dense(vectors, dense_kind, ann_threshold)
         faiss.write_index(dense, str(tmp / "dense.faiss"))
         build_sparse(chunks).save(str(tmp / "bm25"), show_progress=False)
@@ -118,16 +119,34 @@ def write_generation(
     return final
 
 
-def _write_store(path: Path, documents: Sequence[Document], chunks: Sequence[Chunk]) -> None:
+def _write_store(
+    path: Path,
+    documents: Sequence[Document],
+    chunks: Sequence[Chunk],
+    outlines: Mapping[str, Sequence[OutlineNode]],
+) -> None:
     db = sqlite3.connect(path)
     with db:
         db.executescript(
             """
             CREATE TABLE documents (doc_id TEXT PRIMARY KEY, title TEXT, text TEXT, content_hash TEXT, meta TEXT);
             CREATE TABLE chunks (row INTEGER PRIMARY KEY, chunk_id TEXT UNIQUE, doc_id TEXT, title TEXT,
-                                 text TEXT, start INTEGER, end_ INTEGER, context TEXT, kind TEXT, meta TEXT);
+                                 text TEXT, start INTEGER, end_ INTEGER, context TEXT, kind TEXT, meta TEXT,
+                                 role TEXT);
             CREATE INDEX chunks_doc ON chunks(doc_id);
+            CREATE TABLE outline (doc_id TEXT, idx INTEGER, parent INTEGER, kind TEXT, label TEXT,
+                                  start INTEGER, end_ INTEGER, head_start INTEGER, head_end INTEGER,
+                                  role TEXT, position INTEGER, count INTEGER, PRIMARY KEY (doc_id, idx));
             """
+        )
+        db.executemany(
+            "INSERT INTO outline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (doc_id, n.index, n.parent, n.kind, n.label, n.start, n.end, n.head_start, n.head_end)
+                + (n.role, n.position, n.count)
+                for doc_id, nodes in outlines.items()
+                for n in nodes
+            ],
         )
         db.executemany(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?)",
@@ -137,7 +156,7 @@ def _write_store(path: Path, documents: Sequence[Document], chunks: Sequence[Chu
             ],
         )
         db.executemany(
-            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     i,
@@ -150,6 +169,7 @@ def _write_store(path: Path, documents: Sequence[Document], chunks: Sequence[Chu
                     c.context,
                     c.kind,
                     json.dumps(c.meta, ensure_ascii=False),
+                    c.meta.get("role", ""),
                 )
                 for i, c in enumerate(chunks)
             ],

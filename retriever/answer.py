@@ -15,11 +15,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from langchain_core.language_models.chat_models import BaseChatModel
-from zhiwen.core.text import sentences
-from zhiwen.core.tokenize import tokenize
-from zhiwen.core.types import Answer, AnswerEvent, Citation, FinalAnswer, Hit, Refusal, TextDelta
-from zhiwen.core.vocab import ISSUING_BODIES, years_named
+from zhiwen.core.settings import Settings
+from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
+from zhiwen.core.vocab import issuers_named, years_named
 
+from .compose import Library, compose, wanted_roles
+from .intent import understand
 from .llm import chat_model_from_settings, stream_llm_answer
 from .search import Retriever
 
@@ -35,9 +36,7 @@ class Scope:
 
     @classmethod
     def of(cls, question: str) -> Scope:
-        named = [body for body in ISSUING_BODIES if body in question]
-        issuers = tuple(i for i in named if not any(i != j and i in j for j in named))
-        return cls(years_named(question), issuers)
+        return cls(years_named(question), issuers_named(question))
 
     def admits(self, hit: Hit) -> bool:
         """A hit answers in scope only if its document (or the passage itself) is of that year and body."""
@@ -93,6 +92,12 @@ def evidence(question: str, hits: Sequence[Hit], missing: Sequence[str] = ()) ->
     return Evidence(best)
 
 
+def refusal_threshold(question: str, settings: Settings) -> float:
+    """The relevance floor for ``question``: English questions have their own (cross-lingual cosines
+    are lower)."""
+    return settings.refusal_threshold_english if understand(question).english else settings.refusal_threshold
+
+
 def answerable(question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()) -> list[Hit]:
     """The hits an answer may cite: in the question's scope, and relevant enough; empty means refuse.
 
@@ -125,7 +130,8 @@ def ask(
     """
     hits = retriever.search(question, k=k or retriever.settings.top_k, filters=filters)
     missing = retriever.uncovered_topics(question)
-    answer = extractive_answer(question, hits, retriever.settings.refusal_threshold, missing)
+    threshold = refusal_threshold(question, retriever.settings)
+    answer = extractive_answer(question, hits, threshold, missing, retriever.generation)
     if answer.refused or not use_llm:
         yield FinalAnswer(answer)
         return
@@ -141,9 +147,17 @@ def ask(
 
 
 def extractive_answer(
-    question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()
+    question: str,
+    hits: list[Hit],
+    threshold: float,
+    missing: Sequence[str] = (),
+    library: Library | None = None,
 ) -> Answer:
-    """The answer for ``question`` from ranked ``hits`` (pure: no I/O); ``missing`` as in ``answerable``."""
+    """The answer for ``question`` from ranked ``hits``; ``missing`` as in ``answerable``.
+
+    ``library`` (the index generation) gives the documents' texts and outlines, so a list question is
+    answered with every item of its enumeration (``compose``); without it, the answer quotes the passages.
+    """
     refusal = evidence(question, hits, missing).refusal(threshold)
     if refusal:
         scope = Scope.of(question)
@@ -158,69 +172,13 @@ def extractive_answer(
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
     usable = answerable(question, hits, threshold, missing)
-
-    words = set(tokenize(question))
-    citations: list[Citation] = []
-    by_doc: dict[str, list[tuple[Hit, str]]] = {}
-    for hit in usable:
-        start, end = best_span(hit, words)
-        text = hit.text[start - hit.start : end - hit.start]
-        citation = Citation(hit.chunk_id, hit.doc_id, hit.title, text, start, end, n=len(citations) + 1)
-        citations.append(citation)
-        lead = ""
-        if start > hit.start and hit.meta.get("item_label"):
-            lead = hit.text[: _first_sentence_end(hit.text)] + "……"
-        by_doc.setdefault(hit.doc_id, []).append((hit, f"{lead}{citation.text}[{citation.n}]"))
-
-    parts = []
-    for doc_hits in by_doc.values():
-        doc_hits.sort(key=lambda pair: pair[0].start)
-        title = doc_hits[0][0].title
-        parts.append(
-            f"《{title}》"
-            + enumeration_note([h for h, _ in doc_hits])
-            + "：\n"
-            + "\n".join(piece for _, piece in doc_hits)
-        )
-    return Answer("\n\n".join(parts), "extractive", tuple(citations))
-
-
-def _first_sentence_end(text: str) -> int:
-    return next(sentences(text)).end()
-
-
-def enumeration_note(hits: list[Hit]) -> str:
-    """Say when hits are items of one enumeration (several items, or an item with its lead-in), and
-    whether only part of the enumeration was found."""
-    found: dict[tuple[str, str], set[int]] = {}
-    totals: dict[tuple[str, str], int] = {}
-    for hit in hits:
-        count, index = hit.meta.get("item_count"), hit.meta.get("item_index")
-        if count and index is not None:
-            key = (hit.doc_id, hit.context)
-            found.setdefault(key, set()).add(int(index))
-            totals[key] = int(count)
-    leadins = [h.text[:20] for h in hits if h.kind == "leadin"]
-    notes = [
-        f"共{totals[key]}项措施" + ("" if len(items) >= totals[key] else f"，检索到其中{len(items)}项")
-        for key, items in found.items()
-        if len(items) > 1 or any(lead in key[1] for lead in leadins)
-    ]
-    return f"（{'；'.join(notes)}）" if notes else ""
-
-
-def best_span(hit: Hit, words: set[str], max_sentences: int = 3) -> tuple[int, int]:
-    """Document offsets of the passage's most relevant run of sentences (the whole passage if short).
-
-    The run of up to ``max_sentences`` sentences sharing the most question words wins; an enumerated
-    item's opening sentence (it names the measure) gets a small bonus.
-    """
-    spans = [(m.start(), m.end()) for m in sentences(hit.text) if m.group().strip()]
-    if len(hit.text) <= 160 or len(spans) <= max_sentences:
-        return hit.start, hit.end
-    scores = [len(words & set(tokenize(hit.text[s:e]))) for s, e in spans]
-    if hit.meta.get("item_label"):
-        scores[0] += 0.5
-    width = max_sentences
-    best = max(range(len(spans) - width + 1), key=lambda i: (sum(scores[i : i + width]), -i))
-    return hit.start + spans[best][0], hit.start + spans[best + width - 1][1]
+    scope = Scope.of(question)
+    roles = wanted_roles(understand(question))
+    if not any(h.meta.get("role", "done") in roles for h in usable):
+        # The most relevant passages are of the wrong part of the report (the problems, for "怎么解决"):
+        # passages of the right part, further down the ranking, answer better.
+        usable += [
+            h for h in hits if scope.admits(h) and h not in usable and h.meta.get("role", "done") in roles
+        ]
+    text, citations = compose(question, usable, library)
+    return Answer(text, "extractive", tuple(citations))

@@ -17,7 +17,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-from .answer import Scope
+from zhiwen.core.vocab import issuers_named, years_named
 
 Intent = Literal["list", "fact", "problem", "plan", "definition"]
 Facet = Literal["done", "problem", "plan", "any"]
@@ -36,7 +36,7 @@ FACET_OF: dict[Intent, Facet] = {
     "definition": "any",
 }
 FILLERS = ("leading", "trailing")  # words of no intent, trimmed from the topic
-SECTIONS = (*INTENT_ORDER, "measures", *FILLERS)
+SECTIONS = (*INTENT_ORDER, "measures", *FILLERS, "generic")
 
 _CUE = re.compile(r"[\w'+\-]+")  # \w includes Chinese characters
 _LATIN = re.compile(r"[A-Za-z]")
@@ -121,7 +121,7 @@ def _alternatives(words: list[str]) -> str:
 def _matcher() -> _Matcher:
     """The packaged cues as two regexes, Chinese cues anywhere and English ones as whole words."""
     cues = load_cues(cue_file())
-    words = [c for c, s in cues.items() if s not in FILLERS]
+    words = [c for c, s in cues.items() if s not in (*FILLERS, "generic")]
     english = _alternatives([w for w in words if _LATIN.search(w)])
     return _Matcher(
         chinese=re.compile(_alternatives([w for w in words if not _LATIN.search(w)])),
@@ -157,11 +157,11 @@ def understand(question: str) -> QuestionIntent:
     intent: Intent = next((i for i in INTENT_ORDER if i in found), "list")
     if wants_measures and intent == "problem":  # "问题怎么解决" asks for the solution, not the problem
         intent = "list"
-    scope = Scope.of(question)
+    years, issuers = years_named(question), issuers_named(question)
 
     cue_chars = {i for m in spans for i in range(m.start(), m.end())}
     rest = "".join(" " if i in cue_chars else c for i, c in enumerate(question))
-    for name in (*(f"{y}年" for y in scope.years), *sorted(scope.issuers, key=len, reverse=True)):
+    for name in (*(f"{y}年" for y in years), *sorted(issuers, key=len, reverse=True)):
         rest = rest.replace(name, " ")
     pieces = (_trim(p, matcher) for p in _PIECE.findall(rest))
 
@@ -170,8 +170,14 @@ def understand(question: str) -> QuestionIntent:
         intent=intent,
         facet=FACET_OF[intent],
         wants_measures=wants_measures,
-        years=scope.years,
-        issuers=scope.issuers,
+        years=years,
+        issuers=issuers,
         topic=" ".join(p for p in pieces if p),
         english=latin > 2 * cjk,  # a Chinese character carries about as much as a short English word
     )
+
+
+@lru_cache(maxsize=1)
+def generic_words() -> frozenset[str]:
+    """Words that name no particular subject in these reports (金融, 党组, 全市): the [generic] section."""
+    return frozenset(cue for cue, section in load_cues(cue_file()).items() if section == "generic")

@@ -22,6 +22,7 @@ from zhiwen.core.types import Hit
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 
 from .hybrid import FusionParams, fuse
+from .intent import understand
 from .topics import glossary_from_settings
 
 CANDIDATES = 100
@@ -72,9 +73,14 @@ class Retriever:
         return True
 
     def uncovered_topics(self, question: str) -> list[str]:
-        """Glossary terms in ``question`` that no document of the index mentions (see ``topics``)."""
+        """Glossary terms in ``question`` that no document of the index mentions (see ``topics``).
+
+        In an English question a term in Latin letters ("IPO") proves nothing: the documents are Chinese.
+        """
         glossary = glossary_from_settings(self.settings.glossary)
-        return glossary.uncovered(question, self.generation.mentions) if glossary else []
+        missing = glossary.uncovered(question, self.generation.mentions) if glossary else []
+        english = understand(question).english
+        return [term for term in missing if not (english and term.isascii())]
 
     def search(
         self,
@@ -200,12 +206,18 @@ class Retriever:
         unknown = set(wanted) - set(FILTER_KEYS)
         if unknown:
             raise ValueError(f"unknown filter(s) {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}")
+        role = wanted.pop("role", None)  # a chunk's own: the part of the report it is in
         docs = [
             doc_id
             for doc_id, meta in gen.doc_meta.items()
             if all(_matches({**meta, "doc_id": doc_id}.get(key), value) for key, value in wanted.items())
         ]
-        return np.flatnonzero(np.isin(gen.doc_ids, np.array(docs, dtype=object)))
+        keep = np.isin(gen.doc_ids, np.array(docs, dtype=object))
+        if role is not None:
+            keep &= np.isin(
+                gen.roles, np.array(role if isinstance(role, (list, tuple)) else [role], dtype=object)
+            )
+        return np.flatnonzero(keep)
 
 
 def _matches(actual: Any, wanted: Any) -> bool:

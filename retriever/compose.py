@@ -1,0 +1,316 @@
+"""Compose an offline answer that answers the question asked, from the passages retrieval found.
+
+A question wants something particular of a work report (``intent.understand``): every measure of an
+enumeration ("金融促进消费有哪些措施？"), the problems, the plans, or one fact. The composer:
+
+1. puts passages of the wanted part of the report first (the ``role`` the outline gave them) and leaves
+   out the wrong part: the problems are not the answer to "怎么解决";
+2. for a list, looks up the enumeration or section the question is about in the document's outline and
+   answers with all of its items, in order, each with its headline and its own citation; it says
+   "共N项措施" (or 问题, 工作打算) only when it lists all N;
+3. otherwise quotes, from each passage, only the sentences about the question's subject;
+4. groups what it quotes by document, with the document's title, issuer and year.
+
+Every citation is an exact slice of its document. Pure: the document texts and outlines come from a
+``Library`` (an index generation), so the composer does no I/O of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from zhiwen.core.text import sentences
+from zhiwen.core.tokenize import tokenize
+from zhiwen.core.types import Citation, Document, Hit, OutlineNode, outline_path
+from zhiwen.core.vocab import ROLES
+
+from .intent import QuestionIntent, generic_words, understand
+
+MAX_PASSAGES = 4  # passages quoted when the answer is not one enumeration
+MIN_TOPIC_SHARE = 0.5  # a heading names the question's subject when it holds this share of its words
+ROLE_NOUN = {"done": "项措施", "problem": "个问题", "plan": "项工作打算", "overview": "项"}
+ROLE_LABEL = {"done": "已开展的工作", "problem": "存在的问题", "plan": "下一步打算", "overview": "概述"}
+
+
+class Library(Protocol):
+    """What the composer reads: a document's text and outline (``core.index.Generation`` has both)."""
+
+    def document(self, doc_id: str) -> Document | None: ...
+
+    def outline(self, doc_id: str) -> list[OutlineNode]: ...
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A cited piece of an answer: its document span, the hit it came from, and how it is introduced."""
+
+    hit: Hit
+    start: int
+    end: int
+    prefix: str = ""  # shown before the quote (an item's headline when the quote is inside the item)
+
+
+def topic_words(question: str, intent: QuestionIntent) -> set[str]:
+    """The words naming what the question is about: its topic's tokens without generic words."""
+    words = set(tokenize(intent.topic or question)) - generic_words()
+    return {w for w in words if len(w) > 1 or not w.isascii()}
+
+
+def wanted_roles(intent: QuestionIntent) -> tuple[str, ...]:
+    """The report parts that answer the question, best first."""
+    if intent.facet == "problem":
+        return ("problem",)
+    if intent.facet == "plan":
+        return ("plan",)
+    if intent.wants_measures:
+        return ("done", "plan")
+    if intent.intent in ("list", "fact"):
+        return ("done", "overview") if intent.intent == "list" else ("done", "plan", "overview")
+    return ("done", "plan", "overview", "problem")
+
+
+def by_role(hits: Sequence[Hit], intent: QuestionIntent) -> tuple[list[Hit], bool]:
+    """Hits of the wanted parts of the report, best part first; (all hits, False) when none is."""
+    roles = wanted_roles(intent)
+    wanted = [h for h in hits if _role(h) in roles]
+    if not wanted:
+        return list(hits), False
+    return sorted(wanted, key=lambda h: roles.index(_role(h))), True
+
+
+def _role(hit: Hit) -> str:
+    return str(hit.meta.get("role", "done"))
+
+
+def compose(question: str, hits: Sequence[Hit], library: Library | None) -> tuple[str, list[Citation]]:
+    """The answer text with ``[n]`` markers and its citations, from ``hits`` (in scope, relevant)."""
+    intent = understand(question)
+    words = topic_words(question, intent)
+    ranked, on_facet = by_role(hits, intent)
+    if library is not None and intent.intent in ("list", "problem", "plan"):
+        group = target_group(ranked, words, library, wanted_roles(intent))
+        if group is not None:
+            return _group_answer(group, library, words, wanted_roles(intent))
+    quotes = [_quote(h, words, intent, library) for h in ranked[:MAX_PASSAGES]]
+    label = "" if on_facet else f"（知识库中没有{ROLE_LABEL[wanted_roles(intent)[0]]}，以下为相关内容）"
+    return _render(quotes, library, label)
+
+
+def target_group(
+    hits: Sequence[Hit], words: set[str], library: Library, roles: Sequence[str] = ROLES
+) -> tuple[Hit, OutlineNode | None] | None:
+    """The part of a report the question asks about, found from the top hits, or None.
+
+    The innermost section, enumeration or item around a top hit whose heading names the question's
+    subject; or the whole document when its title does (the node is then None); for a question naming no
+    subject ("2022年…做了哪些工作？"), the outermost part of the wanted role that lists several things;
+    failing those, an enumeration holding two of the top hits (retrieval agrees on it).
+    """
+    top = [(h, library.document(h.doc_id)) for h in hits[:3]]
+    top = [(h, d) for h, d in top if d is not None]
+    for hit, document in top:  # the part whose heading names the most of the subject; ties: the wider
+        nodes = library.outline(hit.doc_id)
+        path = [n for n in outline_path(nodes, hit.start) if n.kind != "paragraph" and n.role in roles]
+        named = [(sum(w in n.head(document.text) for w in words), -depth, n) for depth, n in enumerate(path)]
+        named = [t for t in named if _names(t[2].head(document.text), words)]
+        if named:
+            return hit, max(named, key=lambda t: t[:2])[2]
+    for hit, document in top:  # the subject is the document itself, or no subject is named
+        if all(w in document.title for w in words):
+            nodes = library.outline(hit.doc_id)
+            if len(_top_sections(nodes, roles)) >= 2:
+                return hit, None
+            path = [n for n in outline_path(nodes, hit.start) if n.kind != "paragraph" and n.role in roles]
+            return next(((hit, n) for n in path if len(_members(nodes, n)) >= 2), None)
+    best = hits[0] if hits else None
+    if best is None or library.document(best.doc_id) is None:
+        return None
+    nodes = library.outline(best.doc_id)
+    others = [h for h in hits[1:4] if h.doc_id == best.doc_id]
+    for node in reversed(outline_path(nodes, best.start)):
+        if (
+            node.kind == "enumeration"
+            and node.role in roles
+            and any(node.start <= h.start < node.end for h in others)
+        ):
+            return best, node
+    return None
+
+
+def _names(heading: str, words: set[str]) -> bool:
+    """Whether a heading names the question's subject: half its words, or one long (specific) word."""
+    found = [w for w in words if w in heading]
+    return bool(found) and (len(found) >= MIN_TOPIC_SHARE * len(words) or max(map(len, found)) >= 3)
+
+
+def _top_sections(nodes: list[OutlineNode], roles: Sequence[str]) -> list[OutlineNode]:
+    return [n for n in nodes if n.parent is None and n.kind == "section" and n.role in roles]
+
+
+def _members(nodes: list[OutlineNode], node: OutlineNode) -> list[OutlineNode]:
+    """What a group lists: an enumeration's items; a section's subsections, else the items of its
+    first enumeration."""
+    return _listed(nodes, node)[1]
+
+
+def _listed(nodes: list[OutlineNode], node: OutlineNode) -> tuple[OutlineNode, list[OutlineNode]]:
+    """The node whose parts a group lists (the group, or the enumeration a section holds), and the parts."""
+    children = [n for n in nodes if n.parent == node.index]
+    if node.kind == "enumeration":
+        return node, [n for n in children if n.kind == "item"]
+    sections = [n for n in children if n.kind == "section"]
+    if len(sections) >= 2:
+        return node, sections
+    for child in children:
+        inner = [n for n in nodes if n.parent == child.index and n.kind == "enumeration"]
+        if child.kind == "enumeration" or inner:
+            return _listed(nodes, child if child.kind == "enumeration" else inner[0])
+    return node, []
+
+
+def _group_answer(
+    group: tuple[Hit, OutlineNode | None], library: Library, words: set[str], roles: Sequence[str]
+) -> tuple[str, list[Citation]]:
+    """Every part the group lists, each with its headline and own citation; or, for a single section or
+    item that lists nothing, its sentences."""
+    best, node = group
+    document = library.document(best.doc_id)
+    assert document is not None  # target_group checked it
+    text = document.text
+    nodes = library.outline(best.doc_id)
+    if node is None:
+        listed, members, lead = None, _top_sections(nodes, roles), ""
+    else:
+        listed, members = _listed(nodes, node)
+        lead = node.head(text) if node.kind in ("section", "item") else ""
+    citations: list[Citation] = []
+    lines = []
+    if len(members) < 2 and node is not None:  # one section or item: quote what it says
+        for start, end in _body_sentences(text, node):
+            citations.append(_citation(best, text, start, end, len(citations) + 1))
+            lines.append(f"{text[start:end]}[{citations[-1].n}]")
+        return f"{_header(document)}「{lead}」：\n" + "\n".join(lines), citations
+    for member in members:
+        if member.head_end > member.head_start:
+            start, end = _sentence_span(text, member.head_start, member.head_end)
+        else:
+            start, end = member.start, member.end
+        citations.append(_citation(best, text, start, end, len(citations) + 1))
+        line = f"{text[start:end]}[{citations[-1].n}]"
+        named = any(w in text[start:end] for w in words)
+        extra = None if named else _relevant_sentence(text, end, member.end, words)
+        if extra is not None:
+            citations.append(_citation(best, text, *extra, len(citations) + 1))
+            line += f"……{text[extra[0] : extra[1]]}[{citations[-1].n}]"
+        lines.append(line)
+    role = (listed or members[0]).role
+    kind = "section" if listed is None or all(m.kind == "section" for m in members) else "enumeration"
+    noun = "项工作" if kind == "section" and role == "done" else ROLE_NOUN.get(role, "项")
+    header = f"{_header(document)}{'「' + lead + '」' if lead else ''}（共{len(members)}{noun}）："
+    return header + "\n" + "\n".join(lines), citations
+
+
+MAX_BODY_SENTENCES = 10
+
+
+def _body_sentences(text: str, node: OutlineNode) -> list[tuple[int, int]]:
+    """The sentences of a node after its heading (a merged run when there are many)."""
+    start = max(node.head_end, node.start)
+    spans = [
+        (start + m.start(), start + m.end()) for m in sentences(text[start : node.end]) if m.group().strip()
+    ]
+    spans = [s for s in (_trim_span(text, a, b) for a, b in spans) if s]
+    if len(spans) > MAX_BODY_SENTENCES:
+        spans = spans[: MAX_BODY_SENTENCES - 1] + [(spans[MAX_BODY_SENTENCES - 1][0], spans[-1][1])]
+    return spans or [(node.start, node.end)]
+
+
+def _trim_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and (text[start].isspace() or text[start] in "。；"):
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def _sentence_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` extended to the end of its sentence (a heading's closing 。 belongs to it)."""
+    while end < len(text) and text[end] in "。；：:;":
+        end += 1
+    return start, end
+
+
+def _relevant_sentence(text: str, start: int, end: int, words: set[str]) -> tuple[int, int] | None:
+    """The sentence of ``text[start:end]`` sharing the most subject words (at least one), or None."""
+    if not words or start >= end:
+        return None
+    best, best_score = None, 0
+    for match in sentences(text[start:end]):
+        if not match.group().strip():
+            continue
+        score = sum(1 for w in words if w in match.group())
+        if score > best_score:
+            best, best_score = (start + match.start(), start + match.end()), score
+    return best
+
+
+def _quote(hit: Hit, words: set[str], intent: QuestionIntent, library: Library | None) -> Quote:
+    """The sentences of ``hit`` about the question's subject (the whole passage when it is short)."""
+    spans = [(m.start(), m.end()) for m in sentences(hit.text) if m.group().strip()]
+    if len(spans) <= 1:
+        return Quote(hit, hit.start, hit.end)
+    scores = [sum(1 for w in words if w in hit.text[s:e]) for s, e in spans]
+    if intent.intent == "fact":
+        scores = [
+            s + (0.5 if s and any(ch.isdigit() for ch in hit.text[a:b]) else 0)
+            for s, (a, b) in zip(scores, spans, strict=True)
+        ]
+    chosen = [i for i, s in enumerate(scores) if s == max(scores) and s > 0]
+    if not chosen:
+        if len(hit.text) <= 160:
+            return Quote(hit, hit.start, hit.end)
+        chosen = [0]
+    first, last = chosen[0], chosen[-1]
+    if last - first > 2:  # far apart: the best run near the first
+        last = first
+    start, end = hit.start + spans[first][0], hit.start + spans[last][1]
+    prefix = ""
+    if first > 0 and (hit.meta.get("item_label") or "position" in hit.meta):
+        prefix = hit.text[: spans[0][1]] + "……"
+    return Quote(hit, start, end, prefix)
+
+
+def _citation(hit: Hit, text: str, start: int, end: int, n: int) -> Citation:
+    return Citation(hit.chunk_id, hit.doc_id, hit.title, text[start:end], start, end, n=n)
+
+
+def _header(document: Document | None, fallback: str = "") -> str:
+    """《title》（issuer · year） for the document a part of the answer comes from."""
+    if document is None:
+        return f"《{fallback}》"
+    about = " · ".join(str(v) for v in (document.meta.get("issuer"), document.meta.get("year")) if v)
+    return f"《{document.title}》" + (f"（{about}）" if about else "")
+
+
+def _render(quotes: list[Quote], library: Library | None, label: str) -> tuple[str, list[Citation]]:
+    """Quotes grouped by document in reading order, each followed by its marker."""
+    citations: list[Citation] = []
+    by_doc: dict[str, list[tuple[Quote, Citation]]] = {}
+    for quote in quotes:
+        hit = quote.hit
+        text = hit.text[quote.start - hit.start : quote.end - hit.start]
+        citation = Citation(
+            hit.chunk_id, hit.doc_id, hit.title, text, quote.start, quote.end, n=len(citations) + 1
+        )
+        citations.append(citation)
+        by_doc.setdefault(hit.doc_id, []).append((quote, citation))
+    parts = []
+    for doc_id, pieces in by_doc.items():
+        pieces.sort(key=lambda pair: pair[1].start)
+        document = library.document(doc_id) if library is not None else None
+        header = _header(document, pieces[0][0].hit.title)
+        lines = [f"{q.prefix}{c.text}[{c.n}]" for q, c in pieces]
+        parts.append(f"{header}{label}：\n" + "\n".join(lines))
+    return "\n\n".join(parts), citations
