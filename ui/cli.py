@@ -305,7 +305,7 @@ def mcp(settings: Settings, over_http: bool) -> None:
     from .kb import open_knowledge_base
     from .mcp_server import build_mcp
 
-    kb, _ = open_knowledge_base(settings)
+    kb, _ = open_knowledge_base(settings, background=not over_http)
     if over_http:
         _serve_api(kb, "API, MCP at /mcp")
     else:

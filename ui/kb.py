@@ -193,9 +193,12 @@ def _outcome(report: IngestReport, doc_id: str) -> str:
     return "unchanged"
 
 
-def open_knowledge_base(settings: Settings, corpus: Path | None = None) -> tuple[KnowledgeBase, str]:
+def open_knowledge_base(
+    settings: Settings, corpus: Path | None = None, background: bool = False
+) -> tuple[KnowledgeBase, str]:
     """Open the index (ingesting ``corpus`` first when there is none) and load the model now, not on the
-    first question. Returns the knowledge base and a note on what was ingested ("" when nothing was)."""
+    first question; with ``background``, on a thread, so a client's handshake need not wait for it (MCP
+    over stdio). Returns the knowledge base and a note on what was ingested ("" when nothing was)."""
     note = ""
     if read_manifest(Path(settings.index_dir)) is None:
         if corpus is None or not Path(corpus).is_dir():
@@ -210,5 +213,10 @@ def open_knowledge_base(settings: Settings, corpus: Path | None = None) -> tuple
             print(f"error: {path}: {reason}", file=sys.stderr)
         note = f"首次启动，已从 {corpus} 建立索引：{report.summary()}"
     retriever = Retriever(settings)
-    retriever.search(WARM_UP, k=1)
+    if background:
+        threading.Thread(
+            target=retriever.search, args=(WARM_UP, 1), name="zhiwen-warm-up", daemon=True
+        ).start()
+    else:
+        retriever.search(WARM_UP, k=1)
     return KnowledgeBase(settings, retriever), note
