@@ -377,9 +377,12 @@ async def _use_tools(session: ClientSession, strategy: str = "hybrid") -> tuple[
 def test_mcp_over_streamable_http_with_a_key(keyed_api: Live) -> None:
     async def run(key: str) -> tuple[set[str], list[dict], dict]:
         http = create_mcp_http_client(headers={"Authorization": f"Bearer {key}"})
-        async with http, streamable_http_client(f"{keyed_api.url}/mcp", http_client=http) as streams:
-            async with ClientSession(streams[0], streams[1]) as session:
-                return await _use_tools(session)
+        async with (
+            http,
+            streamable_http_client(f"{keyed_api.url}/mcp", http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            return await _use_tools(session)
 
     names, hits, passage = asyncio.run(run(keyed_api.read_key))
     assert names == {"search", "ask", "list_documents", "get_passage"}

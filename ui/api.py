@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zhiwen.core.index import IndexStateError, read_manifest
@@ -183,7 +184,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge
+                raise _TooLarge(limit)
             return message
 
         async def watched(message: Message) -> None:
@@ -215,8 +216,11 @@ class KeyGate:
         await self.app(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """A body that grew past its limit while being read (no Content-Length was declared)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body is larger than {_size(limit)}")
 
 
 def _size(limit: int) -> str:
@@ -347,6 +351,7 @@ def create_api(
             "documents": documents,
             "chunks": chunks,
             "generation": kb.retriever.generation.path.name,
+            "memory_mb": _memory_mb(),
         }
 
     @app.get(f"{API}/info", tags=["rest"], dependencies=[Depends(reader)])
@@ -426,21 +431,20 @@ def create_api(
     async def upload(files: list[UploadFile]) -> dict[str, Any]:
         """Add or update documents (multipart field `files`, one or more): ingested incrementally; each
         file gets its own result, and its document id is its file name."""
-        staging = kb.staging_dir()
-        staged = []
-        for file in files:
-            name = Path(file.filename or "").name
+        names = [Path(file.filename or "").name for file in files]
+        for file, name in zip(files, names, strict=True):
             if not name or name.startswith("."):
                 raise ApiError(
                     422, "invalid_file_name", f"files: {file.filename!r} is not a usable file name"
                 )
+        staging = kb.staging_dir()
+        staged = []
+        for file, name in zip(files, names, strict=True):
             target = staging / name
             with target.open("wb") as out:
                 while block := await file.read(1 << 20):
                     out.write(block)
             staged.append(target)
-        from starlette.concurrency import run_in_threadpool
-
         results, report = await run_in_threadpool(kb.add_files, staged)
         documents, chunks = kb.counts()
         return {
@@ -660,6 +664,19 @@ def _filters(filters: Filters | None) -> dict[str, Any] | None:
 
 def _history(messages: list[ChatMessage]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.text()} for m in messages if m.role in ("user", "assistant")]
+
+
+def _memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak (Linux /proc), in MB: for load measurements."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return {}
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+    return {
+        name: round(int(fields[key].split()[0]) / 1024, 1)
+        for name, key in (("rss", "VmRSS"), ("peak", "VmHWM"))
+        if key in fields
+    }
 
 
 def _sse(event: str, data: Mapping[str, Any]) -> str:

@@ -405,6 +405,7 @@ def launch(
     ``api.py``). With no index yet, ``corpus`` is ingested first. ``block=False`` returns once the server
     runs (tests); ``close()`` stops it.
     """
+    started = time.perf_counter()
     auth = parse_auth(settings.auth)
     app = prepare(settings, corpus)
     api = create_api(
@@ -427,4 +428,4 @@ def launch(
             font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"], font_mono=["monospace"]
         ),
     )
-    return serve(api, settings.host, settings.port, "chat window and API", block, open_browser)
+    return serve(api, settings.host, settings.port, "chat window and API", block, open_browser, started)

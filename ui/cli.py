@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from zhiwen.core.options import setting_choice, settings_options
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import FinalAnswer, TextDelta
 from zhiwen.core.vocab import CHUNKERS, STRATEGIES
+
+if TYPE_CHECKING:
+    from .kb import KnowledgeBase
 
 COMMAND_GROUP = "zhiwen.commands"
 
@@ -283,8 +287,9 @@ def api(settings: Settings) -> None:
     """
     from .kb import open_knowledge_base
 
+    started = time.perf_counter()
     kb, _ = open_knowledge_base(settings)
-    _serve_api(kb, "API")
+    _serve_api(kb, "API", started)
 
 
 @main.command()
@@ -305,21 +310,23 @@ def mcp(settings: Settings, over_http: bool) -> None:
     from .kb import open_knowledge_base
     from .mcp_server import build_mcp
 
+    started = time.perf_counter()
     kb, _ = open_knowledge_base(settings, background=not over_http)
     if over_http:
-        _serve_api(kb, "API, MCP at /mcp")
+        _serve_api(kb, "API, MCP at /mcp", started)
     else:
         build_mcp(kb).run("stdio")
 
 
-def _serve_api(kb: Any, what: str) -> None:
+def _serve_api(kb: KnowledgeBase, what: str, started: float) -> None:
+    """Serve the whole API (MCP at /mcp included) over ``kb`` until interrupted."""
     from .api import create_api
     from .keys import KeyStore, keys_path
     from .mcp_server import build_mcp
     from .server import serve
 
     app = create_api(kb, KeyStore(keys_path(kb.settings)), mcp=build_mcp(kb))
-    serve(app, kb.settings.host, kb.settings.port, what)
+    serve(app, kb.settings.host, kb.settings.port, what, started=started)
 
 
 @main.group()

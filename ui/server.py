@@ -50,11 +50,18 @@ class Served:
 
 
 def serve(
-    app: ASGIApp, host: str, port: int, what: str, block: bool = True, open_browser: bool = False
+    app: ASGIApp,
+    host: str,
+    port: int,
+    what: str,
+    block: bool = True,
+    open_browser: bool = False,
+    started: float | None = None,
 ) -> Served:
     """Serve ``app`` and say where on stderr (stdout may carry a protocol); ``block=False`` returns once
-    it accepts connections."""
-    started = time.perf_counter()
+    it accepts connections. ``started`` (a ``time.perf_counter()``) is when start-up began, for the
+    ready-in time."""
+    started = time.perf_counter() if started is None else started
     served = Served(app, host, port).start()
     ready = f"zhiwen: {what} on {served.url} (ready in {time.perf_counter() - started:.1f} s)"
     if host not in ("127.0.0.1", "localhost", "::1"):
