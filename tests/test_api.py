@@ -336,6 +336,7 @@ def test_dify_retrieval_follows_the_published_contract(keyed_api: Live) -> None:
         for record in records:
             assert set(record) == {"content", "score", "title", "metadata"}
             assert 0.5 <= record["score"] <= 1 and isinstance(record["metadata"], dict)
+            assert "source" not in record["metadata"] and record["metadata"]["doc_id"]
         everything = client.post(
             "/retrieval", json=body | {"retrieval_setting": {"top_k": 5, "score_threshold": 0.0}}
         )
@@ -434,3 +435,39 @@ def test_serve_puts_the_chat_window_and_the_api_on_one_port_without_weakening_ei
             assert keyed.get("/config").status_code == 401, "an API key must not open the chat window"
     finally:
         served.close()
+
+
+def test_cors_is_off_unless_origins_are_configured(
+    open_api: Live, corpus_settings: Settings, embedder: Embedder
+) -> None:
+    preflight = {"Origin": "https://oa.example", "Access-Control-Request-Method": "POST"}
+    with open_api.client() as client:
+        assert (
+            "access-control-allow-origin" not in client.options("/api/v1/search", headers=preflight).headers
+        )
+    live = start(corpus_settings.replace(cors_origins="https://oa.example"), embedder)
+    try:
+        with live.client() as client:
+            allowed = client.options("/api/v1/search", headers=preflight)
+            assert allowed.headers["access-control-allow-origin"] == "https://oa.example"
+            other = client.options("/api/v1/search", headers=preflight | {"Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+    finally:
+        live.served.close()
+
+
+def test_apikey_commands_create_list_and_revoke(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from zhiwen.ui.cli import main
+
+    index = ["--index", str(tmp_path / "index")]
+    created = CliRunner().invoke(main, ["apikey", "create", "--role", "admin", "--name", "OA 门户", *index])
+    assert created.exit_code == 0 and created.stdout.startswith("zw_")
+    key_id = created.stdout.split("_")[1]
+    listed = CliRunner().invoke(main, ["apikey", "list", *index])
+    assert key_id in listed.output and "admin" in listed.output and "active" in listed.output
+    assert created.stdout.strip() not in (tmp_path / "api_keys.json").read_text(encoding="utf-8")
+    assert CliRunner().invoke(main, ["apikey", "revoke", key_id, *index]).exit_code == 0
+    assert "revoked" in CliRunner().invoke(main, ["apikey", "list", *index]).output
+    unknown = CliRunner().invoke(main, ["apikey", "revoke", "nope", *index])
+    assert unknown.exit_code != 0 and "no API key with id 'nope'" in unknown.output

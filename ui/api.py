@@ -388,7 +388,7 @@ def create_api(
     def search(body: SearchRequest) -> dict[str, Any]:
         """Ranked passages; each hit has the fields of `zhiwen search --json` and text == source[start:end]."""
         query = checked_query(body.query, "query")
-        hits = kb.search(query, k=body.k, strategy=body.strategy, filters=_filters(body.filters))
+        hits = kb.retriever.search(query, k=body.k, strategy=body.strategy, filters=_filters(body.filters))
         return {"query": query, "hits": [h.to_dict() for h in hits]}
 
     @app.post(f"{API}/ask", tags=["rest"], dependencies=[Depends(reader)])
@@ -560,7 +560,7 @@ def create_api(
             )
         query = checked_query(body.query, "query")
         setting = body.retrieval_setting
-        hits = kb.search(query, k=setting.top_k, filters=dify_filters(body.metadata_condition))
+        hits = kb.retriever.search(query, k=setting.top_k, filters=dify_filters(body.metadata_condition))
         records = []
         for hit in hits:
             score = relevance_score(hit, settings.refusal_threshold)
@@ -653,8 +653,9 @@ def dify_filters(condition: MetadataCondition | None) -> dict[str, Any] | None:
 
 
 def _dify_metadata(hit: Hit) -> dict[str, Any]:
-    """A record's metadata: always an object (Dify fails on null), with where the passage sits."""
-    meta = {k: v for k, v in hit.meta.items() if isinstance(v, (str, int, float, bool))}
+    """A record's metadata: always an object (Dify fails on null), with where the passage sits; the
+    server's own file path (``source``) stays on the server."""
+    meta = {k: v for k, v in hit.meta.items() if isinstance(v, (str, int, float, bool)) and k != "source"}
     return meta | {"doc_id": hit.doc_id, "chunk_id": hit.chunk_id, "start": hit.start, "end": hit.end}
 
 

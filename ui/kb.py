@@ -21,7 +21,7 @@ from typing import Any
 
 from zhiwen.core.index import read_manifest
 from zhiwen.core.settings import Settings
-from zhiwen.core.types import Answer, AnswerEvent, Chunk, Document, FinalAnswer, Hit
+from zhiwen.core.types import Answer, AnswerEvent, Chunk, Document, FinalAnswer
 from zhiwen.ingest.load import SUPPORTED_SUFFIXES
 from zhiwen.ingest.pipeline import IngestReport, ingest_documents, ingest_paths, remove_documents
 from zhiwen.retriever import Retriever
@@ -60,15 +60,6 @@ class KnowledgeBase:
         self._writing = threading.Lock()
 
     # --- reading ----------------------------------------------------------------------------------
-
-    def search(
-        self,
-        query: str,
-        k: int | None = None,
-        strategy: str | None = None,
-        filters: Mapping[str, Any] | None = None,
-    ) -> list[Hit]:
-        return self.retriever.search(query, k=k, strategy=strategy, filters=filters)
 
     def answer_events(
         self,

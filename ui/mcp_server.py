@@ -43,7 +43,9 @@ def build_mcp(kb: KnowledgeBase) -> MCPServer:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: use one of {', '.join(STRATEGIES)}, got {strategy!r}")
         filters = {"issuer": issuer, "year": year, "doc_id": doc_id}
-        hits = kb.search(checked(query, "query"), k=max(1, min(k, 50)), strategy=strategy, filters=filters)
+        hits = kb.retriever.search(
+            checked(query, "query"), k=max(1, min(k, 50)), strategy=strategy, filters=filters
+        )
         return [h.to_dict() for h in hits]
 
     @server.tool()
