@@ -6,6 +6,7 @@
     zhiwen eval bench …     latency and throughput figures
     zhiwen eval refusal …   share of off-topic questions refused
     zhiwen eval load …      concurrent clients against a running API (``zhiwen api``)
+    zhiwen eval answers …   answers scored on required and forbidden phrases (also ``zhiwen eval --answers``)
 """
 
 from __future__ import annotations
@@ -120,7 +121,16 @@ def _names_option(flag: str, allowed: tuple[str, ...], help_text: str):
     help="Also find the refusal threshold that refuses the most negatives while refusing at most 2% of the answerable questions (set it as refusal_threshold).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option(
+    "--answers",
+    "answers",
+    is_flag=True,
+    help="Score answers instead of retrieval: the same as `zhiwen eval answers` (uses --json, --report, "
+    "--limit, --index-root, --config, --quiet).",
+)
+@click.pass_context
 def run_command(
+    ctx: click.Context,
     dataset: str,
     corpus_path: Path | None,
     queries_path: Path | None,
@@ -140,6 +150,7 @@ def run_command(
     config_file: Path | None,
     calibrate_refusal: bool,
     quiet: bool,
+    answers: bool,
 ) -> None:
     """Measure retrieval: recall@1/3/5/10, MRR@10 and nDCG@10 of every strategy x chunker.
 
@@ -151,6 +162,18 @@ def run_command(
       zhiwen eval --dataset stard --max-docs 3000   statutes: gold articles, their laws, then random ones
       zhiwen eval --strategies hybrid --fusion rrf --dense-weight 0.5 --report out/
     """
+    if answers:
+        ctx.invoke(
+            answers_command,
+            as_json=as_json,
+            report_dir=report_dir,
+            limit=limit,
+            english=False,
+            index_root=index_root,
+            config_file=config_file,
+            quiet=quiet,
+        )
+        return
     from zhiwen.retriever.hybrid import FusionParams
 
     from .harness import run_eval
@@ -227,6 +250,55 @@ def run_command(
         written.append(write_report(result, report_dir))
     for path in written:
         click.echo(f"wrote {path}", err=as_json)
+
+
+@eval_group.command("answers")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures and every answer as JSON.")
+@_folder_option(
+    "--report", "report_dir", "Write answers.md here: every incomplete or wrong-facet answer in full."
+)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N questions.")
+@click.option(
+    "--english",
+    is_flag=True,
+    help="Also ask the English and mixed-language golden questions: refusals and span recall@5 beside "
+    "their Chinese originals.",
+)
+@_folder_option("--index-root", "index_root", "Where the evaluation index lives (default: <cache_dir>/eval).")
+@config_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def answers_command(
+    as_json: bool,
+    report_dir: Path | None,
+    limit: int | None,
+    english: bool,
+    index_root: Path | None,
+    config_file: Path | None,
+    quiet: bool,
+) -> None:
+    """Score answers: required phrases said (completeness), forbidden ones not (wrong facet), length.
+
+    Asks every question of eval/data/answers.jsonl through the offline answer path over an index of
+    corpus/ (kept in <cache_dir>/eval/answers/<chunker>).
+
+    \b
+    Examples:
+      zhiwen eval answers                        the figures, overall and per intent
+      zhiwen eval answers --english --report out/   plus the English check; out/answers.md lists failures
+    """
+    from .answers import run_answers, summary_lines, write_answers_report
+
+    try:
+        settings = Settings.load(config_file)
+        result = run_answers(settings, limit, english, index_root, progress=not quiet)
+    except (DatasetError, SettingsError, IndexStateError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo("\n".join(summary_lines(result)))
+    if report_dir:
+        click.echo(f"wrote {write_answers_report(result, report_dir)}", err=as_json)
 
 
 def _register_subcommands() -> None:

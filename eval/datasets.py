@@ -32,6 +32,8 @@ GOLDEN_CORPUS = REPO / "corpus"
 # Written later, by someone who had not seen the golden set's questions nor the topic glossary: refusal
 # and retrieval changes tuned on golden.jsonl are checked here, never tuned on it.
 HOLDOUT_PATH = REPO / "eval" / "data" / "holdout.jsonl"
+# English and mixed-language versions of golden questions (``source_qid`` names the Chinese original).
+ENGLISH_PATH = REPO / "eval" / "data" / "english.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -137,6 +139,17 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DatasetError(f"{path}: file not found") from None
 
 
+def load_corpus(corpus_dir: Path = GOLDEN_CORPUS) -> list[Document]:
+    """The documents of ``corpus_dir`` loaded as ``zhiwen ingest`` loads them (the text citations index)."""
+    from zhiwen.core.settings import Settings
+    from zhiwen.ingest.pipeline import load_paths
+
+    documents, failed = load_paths([corpus_dir], Settings(), progress=False)
+    if failed:
+        raise DatasetError("; ".join(f"{path}: {reason}" for path, reason in failed))
+    return documents
+
+
 def load_golden(
     golden_path: Path = GOLDEN_PATH,
     corpus_dir: Path = GOLDEN_CORPUS,
@@ -146,14 +159,10 @@ def load_golden(
     """The golden set: ``corpus_dir`` loaded as ``zhiwen ingest`` loads it, questions judged per span.
 
     Each span is located with ``str.find`` in the loaded text (the text chunk offsets refer to); a span
-    that is not an exact substring of its document is an error naming the line to fix.
+    that is not an exact substring of its document is an error naming the line to fix. A row's
+    ``source_qid`` (the Chinese original of an English question) is kept in ``meta``.
     """
-    from zhiwen.core.settings import Settings
-    from zhiwen.ingest.pipeline import load_paths
-
-    documents, failed = load_paths([corpus_dir], Settings(), progress=False)
-    if failed:
-        raise DatasetError("; ".join(f"{path}: {reason}" for path, reason in failed))
+    documents = load_corpus(corpus_dir)
     texts = {doc.doc_id: doc.text for doc in documents}
     queries: list[Query] = []
     problems: list[str] = []
@@ -167,9 +176,10 @@ def load_golden(
                 problems.append(f"{golden_path}:{number}: {row['qid']} gold {i} ({gold['doc_id']}): {what}")
             spans.append(Gold(f"{row['qid']}#s{i}", gold["doc_id"], gold["span"], locations))
         kind = row.get("type", "direct")
-        queries.append(
-            Query(row["qid"], row["query"], kind, {"span": tuple(spans)}, {"note": row.get("note", "")})
+        meta = {"note": row.get("note", "")} | (
+            {"source_qid": row["source_qid"]} if "source_qid" in row else {}
         )
+        queries.append(Query(row["qid"], row["query"], kind, {"span": tuple(spans)}, meta))
     if problems:
         raise DatasetError("golden spans must be exact substrings of corpus files:\n" + "\n".join(problems))
     return Dataset(name, documents, queries[:limit], ("span",))
