@@ -71,6 +71,11 @@ class Generation:
             self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks WHERE row = ?", (int(row),)).fetchone()
         )
 
+    def chunk_by_id(self, chunk_id: str) -> Chunk | None:
+        """The chunk with id ``chunk_id``, or None when this generation has none."""
+        row = self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
+        return _row_to_chunk(row) if row else None
+
     def chunks(self, rows: Sequence[int] | None = None) -> list[Chunk]:
         if rows is None:
             cur = self.db.execute(f"SELECT {_CHUNK_COLS} FROM chunks ORDER BY row")

@@ -76,6 +76,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     auth: str = ""
+    kb_name: str = "zhiwen"  # the knowledge base's id in the API: OpenAI model name, Dify knowledge_id
+    api_keys_file: str = ""  # empty: <index_dir>/../api_keys.json
+    cors_origins: str = ""  # comma list of origins allowed to call the API from a browser; empty: CORS off
+    max_query_chars: int = 2000
+    max_body_kb: int = 256  # JSON request bodies
+    max_upload_mb: float = 100.0  # one multipart upload request, all files together
 
     @classmethod
     def load(
@@ -120,7 +126,14 @@ class Settings:
 
 # What each checked setting accepts: a test on the coerced value, and what to say when it fails.
 _CHOICES = {"chunker": CHUNKERS, "strategy": STRATEGIES, "fusion": FUSIONS, "dense_index": DENSE_INDEXES}
-_AT_LEAST_ONE = ("top_k", "embed_batch_size", "max_chunk_chars", "ann_threshold")
+_AT_LEAST_ONE = (
+    "top_k",
+    "embed_batch_size",
+    "max_chunk_chars",
+    "ann_threshold",
+    "max_query_chars",
+    "max_body_kb",
+)
 
 
 def _problem(name: str, value: Any) -> str | None:
@@ -131,7 +144,9 @@ def _problem(name: str, value: Any) -> str | None:
         return f"must be at least 1, got {value!r}"
     if name == "min_chunk_chars" and value < 0:
         return f"must be 0 or more, got {value!r}"
-    if name == "max_file_mb" and not (value > 0 and math.isfinite(value)):
+    if name == "kb_name" and not value.strip():
+        return "must not be empty"
+    if name in ("max_file_mb", "max_upload_mb") and not (value > 0 and math.isfinite(value)):
         return f"must be a positive number of megabytes, got {value!r}"
     if name == "dense_weight" and not 0 <= value <= 1:  # also false for nan
         return f"must be between 0 and 1, got {value!r}"

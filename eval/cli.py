@@ -5,6 +5,7 @@
     zhiwen eval tune …      sweep hybrid fusions over dev sets
     zhiwen eval bench …     latency and throughput figures
     zhiwen eval refusal …   share of off-topic questions refused
+    zhiwen eval load …      concurrent clients against a running API (``zhiwen api``)
     zhiwen eval answers …   answers scored on required and forbidden phrases (also ``zhiwen eval --answers``)
 """
 
@@ -303,10 +304,11 @@ def answers_command(
 def _register_subcommands() -> None:
     """Add the subcommands that live in their own modules; each imports its heavy parts when run."""
     from .bench import bench_group
+    from .load import load_command
     from .refusal import refusal_command
     from .tune import tune_command
 
-    for command in (tune_command, bench_group, refusal_command):
+    for command in (tune_command, bench_group, refusal_command, load_command):
         eval_group.add_command(command)
 
 

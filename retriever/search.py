@@ -53,10 +53,15 @@ class Retriever:
         self.params = params or FusionParams(dense_weight=settings.dense_weight)
         self._lock = threading.Lock()
         self._gen: Generation | None = None
+        self._pinned = threading.local()
         self._reranker = None
 
     @property
     def generation(self) -> Generation:
+        """The generation searches read: the one pinned for this thread's search, else the live one."""
+        pinned = getattr(self._pinned, "gen", None)
+        if pinned is not None:
+            return pinned
         with self._lock:
             if self._gen is None:
                 self._gen = open_generation(Path(self.settings.index_dir), index_signature(self.settings))
@@ -96,8 +101,14 @@ class Retriever:
         """
         k = k or self.settings.top_k
         strategy = strategy or self.settings.strategy
-        found = self.candidates(query, strategy, max(CANDIDATES, 4 * k), filters)
-        return self.rank(query, found, k, strategy, dedupe)
+        # Row numbers mean something only within one generation: a `refresh` from another thread between
+        # the candidate search and ranking must not mix two, so this search keeps the one it started on.
+        self._pinned.gen = self.generation
+        try:
+            found = self.candidates(query, strategy, max(CANDIDATES, 4 * k), filters)
+            return self.rank(query, found, k, strategy, dedupe)
+        finally:
+            self._pinned.gen = None
 
     def candidates(
         self, query: str, strategy: str, depth: int = CANDIDATES, filters: Mapping[str, Any] | None = None

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,14 @@ from zhiwen.core.settings import Settings, SettingsError
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, TextDelta
 from zhiwen.core.vocab import STRATEGIES
 from zhiwen.ingest.load import SUPPORTED_SUFFIXES
-from zhiwen.ingest.pipeline import IngestReport, ingest_documents, ingest_paths, remove_documents
 from zhiwen.retriever import Retriever
-from zhiwen.retriever.answer import ask
 
+from .api import create_api
+from .kb import KnowledgeBase, open_knowledge_base
+from .keys import KeyStore, keys_path
+from .mcp_server import build_mcp
 from .render import CSS, HEAD, answer_html, escape, position_label, sources_panel, status_html
+from .server import Served, serve
 
 EXAMPLES = [
     "如何支持新市民金融？",
@@ -59,9 +60,10 @@ class ZhiwenApp:
         self.settings = settings
         self.retriever = retriever
         self.startup_note = startup_note
-        self.use_llm = bool(settings.llm_base_url or settings.llm_gguf)
+        self.kb = KnowledgeBase(settings, retriever)
+        self.use_llm = self.kb.llm_configured
         self.data_dir = Path(settings.index_dir).parent
-        self.uploads_dir = self.data_dir / "uploads"
+        self.uploads_dir = self.kb.uploads_dir
         self.feedback_path = self.data_dir / "feedback.jsonl"
         self._metas: tuple[Path | None, dict[str, dict[str, Any]]] = (None, {})
 
@@ -112,16 +114,7 @@ class ZhiwenApp:
         yield history, sources, [*turns, record]
 
     def _answer_stream(self, question: str) -> Iterator[AnswerEvent]:
-        """``ask`` in the configured mode; an LLM that fails is reported and the answer given offline."""
-        if not self.use_llm:
-            yield from ask(question, self.retriever)
-            return
-        try:
-            yield from ask(question, self.retriever, use_llm=True)
-        except Exception as exc:  # noqa: BLE001 - any LLM failure is shown here, at the edge, once
-            (offline,) = ask(question, self.retriever)  # offline, ask yields the final answer alone
-            warnings = (*offline.answer.warnings, f"LLM 不可用，已改用离线摘录回答：{exc}")
-            yield FinalAnswer(replace(offline.answer, warnings=warnings))
+        return self.kb.answer_events(question, use_llm=self.use_llm)
 
     def sources(self, turn: int, answer: Answer) -> str:
         """The sources panel HTML for ``answer`` given in conversation turn ``turn``."""
@@ -202,51 +195,37 @@ class ZhiwenApp:
         """
         if not files:
             return status_html("请先选择要上传的文件（.txt .md .docx .pdf）。", error=True)
-        incoming = self.uploads_dir / ".incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        lines: list[tuple[str, bool]] = []
-        staged: list[Path] = []
+        staging = self.kb.staging_dir()
         for i, file in enumerate(files):
             progress(i / (2 * len(files)), "保存文件")
-            name = Path(file).name
-            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
-                lines.append((f"✗ {name}：不支持的文件类型，仅支持 {' '.join(SUPPORTED_SUFFIXES)}", True))
-                continue
-            staged.append(Path(shutil.copyfile(file, incoming / name)))
-        if staged:
-            progress(0.5, "解析、切分并嵌入")
-            report = ingest_paths(staged, self.settings, progress=True, embedder=self.retriever.embedder)
-            failed = {Path(path).name: reason for path, reason in report.failed}
-            for path in staged:
-                if path.name in failed:
-                    lines.append((f"✗ {path.name}：{failed[path.name]}", True))
-                    path.unlink()
-                else:
-                    path.replace(self.uploads_dir / path.name)
-                    lines.append((f"✓ {path.name}：{_outcome(report, path.name)}", False))
-            self.retriever.refresh()
-            lines.append((report.summary(), False))
+            shutil.copyfile(file, staging / Path(file).name)
+        progress(0.5, "解析、切分并嵌入")
+        results, report = self.kb.add_files(sorted(staging.iterdir()))
         progress(1.0, "完成")
+        unsupported = f"不支持的文件类型，仅支持 {' '.join(SUPPORTED_SUFFIXES)}"
+        lines = [
+            (f"✗ {r.name}：{unsupported if r.status == 'unsupported' else r.reason}", True)
+            if r.status in ("failed", "unsupported")
+            else (f"✓ {r.name}：{_OUTCOMES[r.status]}", False)
+            for r in results
+        ]
+        if report is not None:
+            lines.append((report.summary(), False))
         return "".join(status_html(text, error) for text, error in lines)
 
     def delete(self, doc_id: str | None) -> str:
         """Remove document ``doc_id`` from the index (and its uploaded file); returns a status line."""
         if not doc_id:
             return status_html("请先选择要删除的文档。", error=True)
-        report = remove_documents([doc_id], self.settings, embedder=self.retriever.embedder)
+        report = self.kb.delete(doc_id)
         if report.failed:
             return status_html(f"✗ {doc_id}：{report.failed[0][1]}", error=True)
-        (self.uploads_dir / doc_id).unlink(missing_ok=True)
-        self.retriever.refresh()
         return status_html(f"✓ 已删除 {doc_id}；{report.summary()}")
 
     def rebuild(self, progress: Progress = _no_progress) -> str:
         """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
         progress(0.1, "重建索引")
-        report = ingest_documents(
-            [], self.settings, rebuild=True, progress=True, embedder=self.retriever.embedder
-        )
-        self.retriever.refresh()
+        report = self.kb.rebuild()
         progress(1.0, "完成")
         return status_html(f"✓ 已重建索引：{report.summary()}")
 
@@ -276,12 +255,7 @@ class ZhiwenApp:
         return rows
 
 
-def _outcome(report: IngestReport, doc_id: str) -> str:
-    if doc_id in report.added:
-        return "已添加"
-    if doc_id in report.updated:
-        return "已更新"
-    return "内容未变化"
+_OUTCOMES = {"added": "已添加", "updated": "已更新", "unchanged": "内容未变化"}
 
 
 def reveal_prefixes(text: str) -> list[str]:
@@ -415,45 +389,37 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
 
 def prepare(settings: Settings, corpus: Path | None = Path("corpus")) -> ZhiwenApp:
     """Open the index (ingesting ``corpus`` first when there is none) and warm up the model."""
-    note = ""
-    if read_manifest(Path(settings.index_dir)) is None:
-        if corpus is None or not Path(corpus).is_dir():
-            raise FileNotFoundError(
-                f"no index at {settings.index_dir} and no corpus folder {corpus}; "
-                "run `zhiwen ingest PATH` first"
-            )
-        print(f"no index at {settings.index_dir} yet: ingesting {corpus} …", file=sys.stderr)
-        report = ingest_paths([Path(corpus)], settings, progress=True)
-        for path, reason in report.failed:
-            print(f"error: {path}: {reason}", file=sys.stderr)
-        note = f"首次启动，已从 {corpus} 建立索引：{report.summary()}"
-    retriever = Retriever(settings)
-    retriever.search(EXAMPLES[0], k=1)  # loads the embedding model now rather than on the first question
-    return ZhiwenApp(settings, retriever, startup_note=note)
+    kb, note = open_knowledge_base(settings, corpus)
+    return ZhiwenApp(settings, kb.retriever, startup_note=note)
 
 
 def launch(
     settings: Settings,
     corpus: Path | None = Path("corpus"),
-    share: bool = False,
     open_browser: bool = False,
     block: bool = True,
-) -> gr.Blocks:
-    """Serve the chat window on ``settings.host:settings.port`` (password-protected when ``settings.auth``).
+) -> Served:
+    """Serve the chat window and the HTTP API on ``settings.host:settings.port``, in one process.
 
-    With no index yet, ``corpus`` is ingested first. ``block=False`` returns once the server runs (tests).
+    The chat window is password-protected when ``settings.auth`` is set; the API has its own keys (see
+    ``api.py``). With no index yet, ``corpus`` is ingested first. ``block=False`` returns once the server
+    runs (tests); ``close()`` stops it.
     """
     started = time.perf_counter()
     auth = parse_auth(settings.auth)
-    demo = build_blocks(prepare(settings, corpus))
+    app = prepare(settings, corpus)
+    api = create_api(
+        app.kb, KeyStore(keys_path(settings)), login_required=auth is not None, mcp=build_mcp(app.kb)
+    )
+    demo = build_blocks(app)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(
+    gr.mount_gradio_app(
+        api,
+        demo,
+        path="/",
         server_name=settings.host,
         server_port=settings.port,
         auth=auth,
-        share=share,
-        inbrowser=open_browser,
-        prevent_thread_lock=True,
         max_file_size=f"{settings.max_file_mb:g}mb",
         footer_links=[],
         css=CSS,
@@ -462,11 +428,4 @@ def launch(
             font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"], font_mono=["monospace"]
         ),
     )
-    seconds = time.perf_counter() - started
-    print(
-        f"zhiwen: serving on http://{settings.host}:{settings.port} (ready in {seconds:.1f} s)",
-        file=sys.stderr,
-    )
-    if block:
-        demo.block_thread()
-    return demo
+    return serve(api, settings.host, settings.port, "chat window and API", block, open_browser, started)

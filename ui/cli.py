@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from zhiwen.core.options import setting_choice, settings_options
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import FinalAnswer, TextDelta
 from zhiwen.core.vocab import CHUNKERS, ROLES, STRATEGIES
+
+if TYPE_CHECKING:
+    from .kb import KnowledgeBase
 
 COMMAND_GROUP = "zhiwen.commands"
 
@@ -240,6 +244,14 @@ def chunks(settings: Settings, doc: str | None, as_json: bool) -> None:
         click.echo(f"  {c.text}\n")
 
 
+def server_options(func: Callable) -> Callable:
+    """--host and --port, overriding the settings of those names."""
+    func = click.option("--port", "set_port", type=int, default=None, help="Port (default 7860).")(func)
+    return click.option(
+        "--host", "set_host", default=None, help="Address to bind (default 127.0.0.1: this machine only)."
+    )(func)
+
+
 @main.command()
 @click.argument("doc", required=False)
 @click.option(
@@ -279,10 +291,7 @@ def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--host", "set_host", default=None, help="Address to bind (default 127.0.0.1: this machine only)."
-)
-@click.option("--port", "set_port", type=int, default=None, help="Port (default 7860).")
+@server_options
 @click.option(
     "--auth",
     "set_auth",
@@ -300,13 +309,110 @@ def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
 @click.option("--open", "open_browser", is_flag=True, help="Open the chat window in a browser.")
 @settings_options
 def serve(settings: Settings, corpus: Path, open_browser: bool) -> None:
-    """Open the chat window (Gradio) on http://HOST:PORT.
+    """Open the chat window (Gradio) on http://HOST:PORT, with the HTTP API on the same port.
 
-    With no index yet, indexes CORPUS first and shows the progress.
+    With no index yet, indexes CORPUS first and shows the progress. The API (/api/v1, /v1, /retrieval,
+    /mcp, docs at /docs) is described under `zhiwen api`.
     """
     from zhiwen.ui.app import launch
 
     launch(settings, corpus=corpus, open_browser=open_browser)
+
+
+@main.command()
+@server_options
+@settings_options
+def api(settings: Settings) -> None:
+    """Serve the HTTP API alone on http://HOST:PORT (docs at /docs).
+
+    REST under /api/v1, OpenAI-compatible chat under /v1, Dify's external knowledge API at /retrieval,
+    MCP over streamable HTTP at /mcp. Needs an index (`zhiwen ingest`); API keys from `zhiwen apikey`.
+    """
+    from .kb import open_knowledge_base
+
+    started = time.perf_counter()
+    kb, _ = open_knowledge_base(settings)
+    _serve_api(kb, "API", started)
+
+
+@main.command()
+@click.option(
+    "--http",
+    "over_http",
+    is_flag=True,
+    help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.",
+)
+@server_options
+@settings_options
+def mcp(settings: Settings, over_http: bool) -> None:
+    """Serve the knowledge base to MCP clients (agents, IDE assistants): over stdio by default.
+
+    Tools: search, ask, list_documents, get_passage. With --http, the whole API is served and MCP is at
+    /mcp, behind the same API keys (`zhiwen api` and `zhiwen serve` serve /mcp too).
+    """
+    from .kb import open_knowledge_base
+    from .mcp_server import build_mcp
+
+    started = time.perf_counter()
+    kb, _ = open_knowledge_base(settings, background=not over_http)
+    if over_http:
+        _serve_api(kb, "API, MCP at /mcp", started)
+    else:
+        build_mcp(kb).run("stdio")
+
+
+def _serve_api(kb: KnowledgeBase, what: str, started: float) -> None:
+    """Serve the whole API (MCP at /mcp included) over ``kb`` until interrupted."""
+    from .api import create_api
+    from .keys import KeyStore, keys_path
+    from .mcp_server import build_mcp
+    from .server import serve
+
+    app = create_api(kb, KeyStore(keys_path(kb.settings)), mcp=build_mcp(kb))
+    serve(app, kb.settings.host, kb.settings.port, what, started=started)
+
+
+@main.group()
+def apikey() -> None:
+    """API keys: when any exists, every API request needs one (uploads and deletes an admin key)."""
+
+
+@apikey.command("create")
+@click.option("--role", type=click.Choice(["read", "admin"]), default="read", show_default=True)
+@click.option("--name", default="", help="A note saying who or what the key is for.")
+@settings_options
+def apikey_create(settings: Settings, role: str, name: str) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from .keys import KeyStore, keys_path
+
+    record, key = KeyStore(keys_path(settings)).create(role, name)  # type: ignore[arg-type]
+    click.echo(key)
+    click.echo(f"created {record.role} key {record.key_id}; it is shown only now", err=True)
+
+
+@apikey.command("list")
+@settings_options
+def apikey_list(settings: Settings) -> None:
+    """List keys: id, role, created, revoked, name (never the keys themselves)."""
+    from .keys import KeyStore, keys_path
+
+    keys = KeyStore(keys_path(settings)).keys()
+    if not keys:
+        click.echo(f"no API keys in {keys_path(settings)}: the API is open to whoever reaches its address")
+    for k in keys:
+        state = f"revoked {k.revoked}" if k.revoked else "active"
+        click.echo(f"{k.key_id}  {k.role:5}  created {k.created}  {state}  {k.name}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+@settings_options
+def apikey_revoke(settings: Settings, key_id: str) -> None:
+    """Revoke key KEY_ID; a running server refuses it from the next request."""
+    from .keys import KeyStore, keys_path
+
+    record = KeyStore(keys_path(settings)).revoke(key_id)
+    click.echo(f"revoked {record.key_id} ({record.role}) at {record.revoked}")
 
 
 @main.command()

@@ -1,0 +1,213 @@
+"""One knowledge base shared by every caller of a process: the chat window, the HTTP API and MCP.
+
+``KnowledgeBase`` holds the process's one ``Retriever`` (one model, one open index generation) and does
+what each front end needs: search, answer, list and read documents and passages, add and remove files.
+Writes are serialised inside the process; each writes a complete new index generation and then switches
+the retriever to it, so a search runs on the old generation or the new one, never on half an ingest.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from zhiwen.core.index import read_manifest
+from zhiwen.core.settings import Settings
+from zhiwen.core.types import Answer, AnswerEvent, Chunk, Document, FinalAnswer
+from zhiwen.ingest.load import SUPPORTED_SUFFIXES
+from zhiwen.ingest.pipeline import IngestReport, ingest_documents, ingest_paths, remove_documents
+from zhiwen.retriever import Retriever
+from zhiwen.retriever.answer import ask
+
+WARM_UP = "如何支持新市民金融？"
+# Follow-up questions arrive with the chat issue: until ``ask`` takes the conversation, earlier turns are
+# accepted by the API and not used.
+ASK_TAKES_HISTORY = "history" in inspect.signature(ask).parameters
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one uploaded file: ``added``, ``updated``, ``unchanged``, or ``unsupported`` and
+    ``failed`` (with the reason); its document id is its file name."""
+
+    name: str
+    status: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "doc_id": self.name, "status": self.status, "reason": self.reason}
+
+
+class KnowledgeBase:
+    """The operations every front end shares, over ``settings.index_dir`` and one ``Retriever``.
+
+    Uploaded files are kept in ``<index_dir>/../uploads/`` (the file name is the document id).
+    """
+
+    def __init__(self, settings: Settings, retriever: Retriever):
+        self.settings = settings
+        self.retriever = retriever
+        self.uploads_dir = Path(settings.index_dir).parent / "uploads"
+        self.llm_configured = bool(settings.llm_base_url or settings.llm_gguf)
+        self._writing = threading.Lock()
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def answer_events(
+        self,
+        question: str,
+        use_llm: bool = False,
+        filters: dict | None = None,
+        history: Sequence[Mapping[str, str]] = (),
+        k: int | None = None,
+    ) -> Iterator[AnswerEvent]:
+        """``ask`` in the chosen mode; an LLM that fails is reported and the answer given offline.
+
+        ``history`` is the conversation before ``question`` as {role, content} messages; it reaches
+        ``ask`` only when ``ask`` takes it (``ASK_TAKES_HISTORY``).
+        """
+        extra: dict[str, Any] = {"history": list(history)} if ASK_TAKES_HISTORY and history else {}
+        if not use_llm:
+            yield from ask(question, self.retriever, k=k, filters=filters, **extra)
+            return
+        try:
+            yield from ask(question, self.retriever, k=k, use_llm=True, filters=filters, **extra)
+        except Exception as exc:  # noqa: BLE001 - any LLM failure is reported with the offline answer
+            offline = self.answer(question, filters=filters, history=history, k=k)
+            warnings = (*offline.warnings, f"LLM 不可用，已改用离线摘录回答：{exc}")
+            yield FinalAnswer(replace(offline, warnings=warnings))
+
+    def answer(self, question: str, **options: Any) -> Answer:
+        """The final answer of ``answer_events`` (options as there)."""
+        *_, final = self.answer_events(question, **options)
+        return final.answer
+
+    def documents(self) -> list[dict[str, Any]]:
+        """One entry per indexed document: doc_id, title, chunk count and metadata."""
+        gen = self.retriever.generation
+        counts = Counter(gen.doc_ids.tolist())
+        return [
+            {"doc_id": d.doc_id, "title": d.title, "chunks": counts[d.doc_id], "meta": d.meta}
+            for d in gen.documents()
+        ]
+
+    def document(self, doc_id: str) -> tuple[Document, list[Chunk]] | None:
+        """The document ``doc_id`` with its chunks in reading order, or None when it is not indexed."""
+        gen = self.retriever.generation
+        doc = gen.document(doc_id)
+        if doc is None:
+            return None
+        rows = [int(r) for r in (gen.doc_ids == doc_id).nonzero()[0]]
+        return doc, gen.chunks(rows)
+
+    def passage(self, chunk_id: str) -> Chunk | None:
+        return self.retriever.generation.chunk_by_id(chunk_id)
+
+    def counts(self) -> tuple[int, int]:
+        """How many documents and chunks the live index holds."""
+        gen = self.retriever.generation
+        return len(gen.doc_meta), len(gen.doc_ids)
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def staging_dir(self) -> Path:
+        """A fresh folder to put files in before ``add_files`` (one per upload, so uploads never mix)."""
+        folder = self.uploads_dir / f".incoming-{uuid.uuid4().hex[:12]}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def add_files(self, staged: Sequence[Path]) -> tuple[list[FileResult], IngestReport | None]:
+        """Ingest files placed in a ``staging_dir`` folder; keep the good ones in the uploads folder.
+
+        A file of an unsupported type, or one that cannot be read, is reported with the reason and not
+        kept; the rest are added (or updated, when a document of that name exists). The staging folder
+        is removed afterwards.
+        """
+        results: list[FileResult] = []
+        supported = []
+        for path in staged:
+            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                supported.append(path)
+            else:
+                reason = f"unsupported file type; Zhiwen reads {' '.join(SUPPORTED_SUFFIXES)}"
+                results.append(FileResult(path.name, "unsupported", reason))
+        report = None
+        if supported:
+            with self._writing:
+                report = ingest_paths(
+                    supported, self.settings, progress=False, embedder=self.retriever.embedder
+                )
+                self.retriever.refresh()
+            failed = {Path(path).name: reason for path, reason in report.failed}
+            for path in supported:
+                if path.name in failed:
+                    results.append(FileResult(path.name, "failed", failed[path.name]))
+                else:
+                    path.replace(self.uploads_dir / path.name)
+                    results.append(FileResult(path.name, _outcome(report, path.name)))
+        for folder in {p.parent for p in staged}:
+            shutil.rmtree(folder, ignore_errors=True)
+        return results, report
+
+    def delete(self, doc_id: str) -> IngestReport:
+        """Remove document ``doc_id`` from the index (and its uploaded file); ``failed`` says when unknown."""
+        with self._writing:
+            report = remove_documents([doc_id], self.settings, embedder=self.retriever.embedder)
+            self.retriever.refresh()
+        if not report.failed:
+            (self.uploads_dir / doc_id).unlink(missing_ok=True)
+        return report
+
+    def rebuild(self) -> IngestReport:
+        """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
+        with self._writing:
+            report = ingest_documents(
+                [], self.settings, rebuild=True, progress=True, embedder=self.retriever.embedder
+            )
+            self.retriever.refresh()
+        return report
+
+
+def _outcome(report: IngestReport, doc_id: str) -> str:
+    if doc_id in report.added:
+        return "added"
+    if doc_id in report.updated:
+        return "updated"
+    return "unchanged"
+
+
+def open_knowledge_base(
+    settings: Settings, corpus: Path | None = None, background: bool = False
+) -> tuple[KnowledgeBase, str]:
+    """Open the index (ingesting ``corpus`` first when there is none) and load the model now, not on the
+    first question; with ``background``, on a thread, so a client's handshake need not wait for it (MCP
+    over stdio). Returns the knowledge base and a note on what was ingested ("" when nothing was)."""
+    note = ""
+    if read_manifest(Path(settings.index_dir)) is None:
+        if corpus is None or not Path(corpus).is_dir():
+            raise FileNotFoundError(
+                f"no index at {settings.index_dir}"
+                + (f" and no corpus folder {corpus}" if corpus is not None else "")
+                + "; run `zhiwen ingest PATH` first"
+            )
+        print(f"no index at {settings.index_dir} yet: ingesting {corpus} …", file=sys.stderr)
+        report = ingest_paths([Path(corpus)], settings, progress=True)
+        for path, reason in report.failed:
+            print(f"error: {path}: {reason}", file=sys.stderr)
+        note = f"首次启动，已从 {corpus} 建立索引：{report.summary()}"
+    retriever = Retriever(settings)
+    if background:
+        threading.Thread(
+            target=retriever.search, args=(WARM_UP, 1), name="zhiwen-warm-up", daemon=True
+        ).start()
+    else:
+        retriever.search(WARM_UP, k=1)
+    return KnowledgeBase(settings, retriever), note
