@@ -173,7 +173,6 @@ class OnnxEncoder:
         self.dim = int(config["hidden_size"])
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.enable_padding(pad_id=int(config["pad_token_id"]))
         options = ort.SessionOptions()
         options.intra_op_num_threads = thread_count()
         options.inter_op_num_threads = 1
@@ -183,15 +182,17 @@ class OnnxEncoder:
         )
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Normalised vectors of ``texts``, in order; batches are formed from texts of similar length."""
+        """Normalised vectors of ``texts``, in order, one text per run (``batch_size`` is not needed).
+
+        One text per run measured faster here than batches of 8 or 32 (no padding, data stays in cache),
+        and it makes every vector independent of its batch: int8 activations are quantised per run, so a
+        passage embedded beside others would otherwise get a slightly different vector each time.
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            out[rows] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        for row, encoding in enumerate(self.tokenizer.encode_batch(texts)):
+            ids = np.array([encoding.ids], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            out[row] = self.session.run(None, feed)[0][0]
         return out
 
 
