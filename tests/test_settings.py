@@ -80,7 +80,7 @@ def test_missing_config_file_is_an_error(tmp_path):
         ("ZHIWEN_FUSION", "bogus", "fusion must be one of rrf, minmax, zscore, adaptive, got 'bogus'"),
         ("ZHIWEN_STRATEGY", "magic", "strategy must be one of bm25, dense, hybrid"),
         ("ZHIWEN_CHUNKER", "sentences", "chunker must be one of structure, paragraph, window"),
-        ("ZHIWEN_DENSE_INDEX", "ivf", "dense_index must be one of auto, flat, hnsw"),
+        ("ZHIWEN_DENSE_INDEX", "ivf", "dense_index must be one of auto, flat, hnsw, ivf-sq8"),
         ("ZHIWEN_ENCODER", "openvino", "encoder must be one of onnx-int8, onnx, torch, got 'openvino'"),
         ("ZHIWEN_PORT", "70000", "port must be a port number from 1 to 65535"),
         ("ZHIWEN_REFUSAL_THRESHOLD", "inf", "refusal_threshold must be a number"),
