@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_target
 from .model import (
     MODEL_DIR_NAME,
-    STAMP_FILE,
-    discard,
+    build_stamped,
     ensure_default_model,
     model_id_for,
     read_stamp,
@@ -71,26 +68,22 @@ def ensure_onnx_model(cache_dir: Path) -> Path:
     stamp = _export_stamp(model_dir)
     if read_stamp(target) == stamp:
         return target
-    print(
-        f"zhiwen: exporting the embedding model to ONNX (fp32 and int8) into {target} (once; about a minute)",
-        file=sys.stderr,
-        flush=True,
+    return build_stamped(
+        target,
+        stamp,
+        "exporting the embedding model to ONNX (fp32 and int8)",
+        lambda folder: _export(folder, model_dir),
+        tuple(stamp),
     )
-    try:
-        with atomic_target(target) as tmp:
-            tmp.mkdir(parents=True)
-            with _quiet():
-                export_onnx(model_dir, tmp / ONNX_FILES["onnx"])
-                quantize_int8(tmp / ONNX_FILES["onnx"], tmp / ONNX_FILES["onnx-int8"])
-            for name in ("tokenizer.json", "config.json", "sentence_bert_config.json"):
-                (tmp / name).write_bytes((model_dir / name).read_bytes())
-            (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-            if target.exists():
-                discard(target)  # exported from another conversion or by an older exporter
-    except OSError:
-        if read_stamp(target) != stamp:  # a racing process renamed its own folder into place first
-            raise
-    return target
+
+
+def _export(folder: Path, model_dir: Path) -> None:
+    folder.mkdir(parents=True)
+    with _quiet():
+        export_onnx(model_dir, folder / ONNX_FILES["onnx"])
+        quantize_int8(folder / ONNX_FILES["onnx"], folder / ONNX_FILES["onnx-int8"])
+    for name in ("tokenizer.json", "config.json", "sentence_bert_config.json"):
+        (folder / name).write_bytes((model_dir / name).read_bytes())
 
 
 @contextmanager

