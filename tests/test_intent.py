@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import zhiwen.core
-from zhiwen.retriever.intent import CueFileError, cue_file, load_cues, understand
+from zhiwen.retriever.intent import CueFileError, cue_file, generic_words, load_cues, understand
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,7 +248,9 @@ def test_cues_load_from_the_core_package():
         "measures",
         "leading",
         "trailing",
+        "generic",
     }
+    assert {"金融", "党组"} <= generic_words() and not generic_words() & {"措施怎么解决", "问题"}
 
 
 @pytest.mark.parametrize(
