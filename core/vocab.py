@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 
 STRATEGIES = ("bm25", "dense", "hybrid")  # how hits are ranked: keywords, vectors, or both fused
-FUSIONS = ("rrf", "minmax", "zscore", "adaptive")  # how hybrid fuses (functions in retriever/hybrid.py)
+FUSIONS = (
+    "rrf",
+    "minmax",
+    "zscore",
+    "adaptive",
+    "coverage",
+)  # how hybrid fuses (functions in retriever/hybrid.py)
 DENSE_INDEXES = ("auto", "flat", "hnsw", "ivf-sq8")  # FAISS index kinds; auto picks hnsw above ann_threshold
 ENCODERS = ("onnx-int8", "onnx", "torch")  # what runs the default model (core/encoders.py)
 FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id", "role")  # what a search can be limited to

@@ -130,14 +130,26 @@ def run_eval(
 
 
 def score(result: EvalResult) -> list[Row]:
-    """The metric rows of every level x run, in the order the runs were made."""
+    """The metric rows of every level x run, in the order the runs were made.
+
+    A set with several kinds of answerable question (golden: direct and paraphrase) also gets a row per
+    kind, as ``level:kind`` (``span:direct``): wording close to the reports favours BM25, paraphrases favour
+    dense search, and a fusion must serve both.
+    """
     rows: list[Row] = []
     asked = max(1, len(result.dataset.queries))
+    kinds = sorted({q.kind for q in result.dataset.queries if not q.negative})
     for level in result.dataset.levels:
-        qrels = to_qrels(result.dataset.queries, level)
-        if not qrels:
-            continue
-        for run in result.runs:
-            metrics = evaluate(qrels, run.positions(result.dataset, level), result.k)
-            rows.append(Row(level, run.chunker, run.strategy, metrics, 1000 * run.seconds / asked))
+        groups = [(level, result.dataset.queries)]
+        if len(kinds) > 1:
+            groups += [
+                (f"{level}:{kind}", [q for q in result.dataset.queries if q.kind == kind]) for kind in kinds
+            ]
+        for name, queries in groups:
+            qrels = to_qrels(queries, level)
+            if not qrels:
+                continue
+            for run in result.runs:
+                metrics = evaluate(qrels, run.positions(result.dataset, level), result.k)
+                rows.append(Row(name, run.chunker, run.strategy, metrics, 1000 * run.seconds / asked))
     return rows

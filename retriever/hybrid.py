@@ -22,6 +22,9 @@ class FusionParams:
     rrf_k: int = 60
     confident_dense_weight: float = 0.5  # adaptive: dense weight when BM25's best hit clearly leads
     confidence_gap: float = 0.2  # adaptive: BM25 leads when (top1 - top2) / top1 reaches this
+    bm25_coverage: float = 0.0  # coverage: share of the question's words in BM25's best passage (per query)
+    coverage_threshold: float = 0.5  # coverage: at or above it the question uses the reports' own words
+    covered_dense_weight: float = 0.1  # coverage: the dense weight then
 
 
 def rrf(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
@@ -86,11 +89,25 @@ def adaptive(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
     return minmax(bm25, dense, replace(params, dense_weight=weight))
 
 
+def coverage(bm25: Scores, dense: Scores, params: FusionParams) -> Scores:
+    """Z-score fusion with a weight chosen by how much of the question BM25's best passage contains.
+
+    A question in the reports' own words ("新市民金融服务有哪些举措？") finds most of its words in one
+    passage, and BM25 ranks it best: dense search then only breaks ties (``covered_dense_weight``). A
+    paraphrase ("刚进城安家的人能申请什么专门的贷款？") shares few words with any passage: dense search
+    leads (``dense_weight``). The retriever measures the coverage and passes it in ``params``.
+    """
+    covered = params.bm25_coverage >= params.coverage_threshold
+    weight = params.covered_dense_weight if covered else params.dense_weight
+    return zscore(bm25, dense, replace(params, dense_weight=weight))
+
+
 FUSIONS: dict[str, Callable[[Scores, Scores, FusionParams], Scores]] = {
     "rrf": rrf,
     "minmax": minmax,
     "zscore": zscore,
     "adaptive": adaptive,
+    "coverage": coverage,
 }
 
 

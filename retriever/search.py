@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,10 @@ class Retriever:
         gen = self.generation
         bm25, dense = found.bm25, found.dense
         if strategy == "hybrid":
-            ranked = fused = fuse(fusion or self.fusion, bm25, dense, params or self.params)
+            method, params = fusion or self.fusion, params or self.params
+            if method == "coverage":
+                params = replace(params, bm25_coverage=self.bm25_coverage(query, bm25))
+            ranked = fused = fuse(method, bm25, dense, params)
         else:
             ranked = fused = bm25 if strategy == "bm25" else dense
         order = sorted(ranked, key=lambda r: (-ranked[r], r))
@@ -171,6 +174,14 @@ class Retriever:
             if len(hits) == k:
                 break
         return hits
+
+    def bm25_coverage(self, query: str, bm25: Mapping[int, float]) -> float:
+        """The share of the question's words that BM25's best passage contains (0 when BM25 found none)."""
+        words = set(tokenize(query))
+        if not words or not bm25:
+            return 0.0
+        best = max(bm25, key=lambda row: (bm25[row], -row))
+        return len(words & set(tokenize(self.generation.chunk(best).indexed_text))) / len(words)
 
     def _rerank(self, query: str, rows: list[int]) -> dict[int, float]:
         """Cross-encoder scores for the top candidates (settings.reranker names the model)."""

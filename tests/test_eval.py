@@ -359,8 +359,10 @@ def test_golden_set_end_to_end(tmp_path, corpus_settings):
     result = CliRunner().invoke(eval_group, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    runs = {r["strategy"]: r for r in report["rows"]}
+    runs = {r["strategy"]: r for r in report["rows"] if r["level"] == "span"}
     assert set(runs) == {"bm25", "dense", "hybrid"}
+    kinds = {(r["level"], r["strategy"]) for r in report["rows"] if r["level"] != "span"}
+    assert kinds == {(f"span:{k}", s) for k in ("direct", "paraphrase") for s in ("bm25", "dense", "hybrid")}
     assert report["negatives"] > 0 and report["scored"]["span"] == report["questions"] - report["negatives"]
     for row in runs.values():
         recalls = [row[f"recall@{k}"] for k in (1, 3, 5, 10)]

@@ -46,3 +46,13 @@ def test_adaptive_trusts_bm25_when_its_best_hit_stands_out():
 def test_unknown_fusion_is_a_clear_error():
     with pytest.raises(ValueError, match="fusion must be one of"):
         fuse("magic", BM25, DENSE, FusionParams())
+
+
+def test_coverage_lets_bm25_lead_when_its_best_passage_holds_the_question():
+    bm25 = {1: 9.0, 2: 5.0, 3: 4.0}
+    dense = {1: 0.70, 2: 0.95, 3: 0.72}
+    own_words = fuse("coverage", bm25, dense, FusionParams(bm25_coverage=0.8))
+    paraphrase = fuse("coverage", bm25, dense, FusionParams(bm25_coverage=0.2))
+    assert max(own_words, key=own_words.get) == 1, "BM25's best passage holds the question: it leads"
+    assert max(paraphrase, key=paraphrase.get) == 2, "few words in common: dense search leads"
+    assert paraphrase == fuse("zscore", bm25, dense, FusionParams(dense_weight=0.6))
