@@ -21,7 +21,7 @@ from zhiwen.core.settings import Settings
 from zhiwen.core.types import Document, FinalAnswer, TextDelta
 from zhiwen.ingest.pipeline import ingest_documents, ingest_paths
 from zhiwen.retriever import Retriever
-from zhiwen.retriever.answer import ask, extractive_answer
+from zhiwen.retriever.answer import ask, extractive_answer, refusal_threshold
 
 from .datasets import default_evaldata, load_golden
 
@@ -94,7 +94,11 @@ def answer(index_dir: Path | None) -> None:
             hits = retriever.search(question, k=settings.top_k)
             searched = time.perf_counter()
             extractive_answer(
-                question, hits, settings.refusal_threshold, retriever.uncovered_topics(question)
+                question,
+                hits,
+                refusal_threshold(question, settings),
+                retriever.uncovered_topics(question),
+                retriever.generation,
             )
             search_times.append(searched - started)
             rounds.append(time.perf_counter() - searched)

@@ -137,7 +137,8 @@ def ask(
         return
     accepted = {c.chunk_id for c in answer.citations}
     model = chat_model or chat_model_from_settings(retriever.settings)
-    for event in stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model):
+    wanted = wanted_roles(understand(question))[0]
+    for event in stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model, wanted):
         if isinstance(event, TextDelta) or event.answer.citations:
             yield event
         else:

@@ -35,11 +35,32 @@ class LLMError(RuntimeError):
     """The LLM is not configured or not reachable; the message names the setting to fix."""
 
 
-def build_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
-    passages = "\n\n".join(f"[{i}]《{h.title}》{h.text}" for i, h in enumerate(hits, 1))
+ROLE_NAMES = {"overview": "概述", "done": "已开展的工作", "problem": "存在的问题", "plan": "下一步打算"}
+
+
+def _place(hit: Hit) -> str:
+    """Where a passage sits in its report, for the model: section headings, item k of N, the part."""
+    meta = hit.meta
+    parts = [" › ".join(meta.get("section_path") or [])]
+    if meta.get("count"):
+        parts.append(f"第{meta.get('position')}/{meta['count']}项")
+    if meta.get("role") in ROLE_NAMES:
+        parts.append(ROLE_NAMES[meta["role"]])
+    shown = "；".join(p for p in parts if p)
+    return f"（{shown}）" if shown else ""
+
+
+def build_messages(question: str, hits: list[Hit], wanted: str = "") -> list[BaseMessage]:
+    """The prompt: numbered passages with their place in the report, and which part the question wants."""
+    passages = "\n\n".join(f"[{i}]《{h.title}》{_place(h)}{h.text}" for i, h in enumerate(hits, 1))
+    focus = (
+        f"问题问的是{ROLE_NAMES[wanted]}，只用这一部分的内容回答；列举时逐项列出，保留原文编号。\n"
+        if wanted in ROLE_NAMES
+        else ""
+    )
     return [
         SystemMessage(SYSTEM_PROMPT),
-        HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n请回答：{question}"),
+        HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n{focus}请回答：{question}"),
     ]
 
 
@@ -113,10 +134,12 @@ class LlamaCppChat(BaseChatModel):
                 yield ChatGenerationChunk(message=AIMessageChunk(text))
 
 
-def stream_llm_answer(question: str, hits: list[Hit], model: BaseChatModel) -> Iterator[AnswerEvent]:
+def stream_llm_answer(
+    question: str, hits: list[Hit], model: BaseChatModel, wanted: str = ""
+) -> Iterator[AnswerEvent]:
     """Yield the model's text as ``TextDelta`` events while it streams, then the checked ``FinalAnswer``."""
     raw = []
-    for chunk in model.stream(build_messages(question, hits)):
+    for chunk in model.stream(build_messages(question, hits, wanted)):
         text = chunk.content if isinstance(chunk.content, str) else ""
         if text:
             raw.append(text)

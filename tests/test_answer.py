@@ -266,3 +266,20 @@ def test_a_focused_question_quotes_only_the_sentences_about_it(retriever):
 def test_an_english_question_the_corpus_answers_is_not_refused(retriever):
     answer = final(ask("How to support new urban residents' finance?", retriever))
     assert not answer.refused and answer.citations
+
+
+def test_the_llm_prompt_carries_headings_item_numbers_and_the_part_wanted():
+    hit = Hit(
+        "c1",
+        "d.txt",
+        "报告",
+        "二是银企间信息不对称依然存在。",
+        10,
+        25,
+        rank=1,
+        score=1.0,
+        meta={"section_path": ["三、当前存在的主要问题"], "position": 2, "count": 3, "role": "problem"},
+    )
+    messages = build_messages("存在哪些问题？", [hit], "problem")
+    assert "[1]《报告》（三、当前存在的主要问题；第2/3项；存在的问题）二是银企间" in messages[1].content
+    assert "问题问的是存在的问题" in messages[1].content

@@ -77,7 +77,11 @@ def test_missing_config_file_is_an_error(tmp_path):
         ("ZHIWEN_DENSE_WEIGHT", "nan", "dense_weight must be between 0 and 1, got nan"),
         ("ZHIWEN_DENSE_WEIGHT", "1.5", "dense_weight must be between 0 and 1"),
         ("ZHIWEN_MAX_FILE_MB", "-1", "max_file_mb must be a positive number of megabytes"),
-        ("ZHIWEN_FUSION", "bogus", "fusion must be one of rrf, minmax, zscore, adaptive, coverage, got 'bogus'"),
+        (
+            "ZHIWEN_FUSION",
+            "bogus",
+            "fusion must be one of rrf, minmax, zscore, adaptive, coverage, got 'bogus'",
+        ),
         ("ZHIWEN_STRATEGY", "magic", "strategy must be one of bm25, dense, hybrid"),
         ("ZHIWEN_CHUNKER", "sentences", "chunker must be one of structure, paragraph, window"),
         ("ZHIWEN_DENSE_INDEX", "ivf", "dense_index must be one of auto, flat, hnsw, ivf-sq8"),
