@@ -11,6 +11,7 @@ art no document mentions), ``scope`` (no passage is of the year or issuing body 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -39,10 +40,15 @@ class Scope:
         return cls(years_named(question), issuers_named(question))
 
     def admits(self, hit: Hit) -> bool:
-        """A hit answers in scope only if its document (or the passage itself) is of that year and body."""
+        """A hit answers in scope only if it is of that year (its document's, or one the passage names) and
+        that body: the document's issuer, or the body the passage's own sentence opens with. A body merely
+        mentioned ("报**证监局辅导备案") does not make a 市局 passage the 证监局's."""
         where = f"{hit.title} {hit.doc_id} {hit.context} {hit.text} {hit.meta.get('issuer') or ''}"
         year_ok = all(y == str(hit.meta.get("year")) or y in where for y in self.years)
-        issuer_ok = all(i in where for i in self.issuers)
+        issuer_ok = all(
+            i in f"{hit.title} {hit.doc_id} {hit.meta.get('issuer') or ''}" or _acts(i, hit.text)
+            for i in self.issuers
+        )
         return year_ok and issuer_ok
 
     def describe(self) -> str:
@@ -50,6 +56,12 @@ class Scope:
         return "、".join([f"{y}年" for y in self.years] + list(self.issuers))
 
 
+def _acts(body: str, text: str) -> bool:
+    """Whether a sentence of ``text`` opens with ``body`` (after anonymisation marks): the body acts there."""
+    return any(sentence.lstrip("*").startswith(body) for sentence in _SENTENCE_STARTS.split(text))
+
+
+_SENTENCE_STARTS = re.compile(r"[。！？；，\n]")
 MAX_CITATIONS = 4
 RELATIVE_CUTOFF = 0.6  # cited when its score is in the top 40% of the range between the worst and best hit
 

@@ -67,7 +67,7 @@ def wanted_roles(intent: QuestionIntent) -> tuple[str, ...]:
     if intent.wants_measures:
         return ("done", "plan")
     if intent.intent in ("list", "fact"):
-        return ("done", "overview") if intent.intent == "list" else ("done", "plan", "overview")
+        return ("done",) if intent.intent == "list" else ("done", "plan", "overview")
     return ("done", "plan", "overview", "problem")
 
 
@@ -113,9 +113,15 @@ def target_group(
     for hit, document in top:  # the part whose heading names the most of the subject; ties: the wider
         nodes = library.outline(hit.doc_id)
         path = [n for n in outline_path(nodes, hit.start) if n.kind != "paragraph" and n.role in roles]
+        path += [  # parts whose heading the passage holds (a passage can end with the next item's headline)
+            n
+            for n in nodes
+            if hit.start < n.head_start < hit.end and n.kind != "paragraph" and n.role in roles
+        ]
         named = [(sum(w in n.head(document.text) for w in words), -depth, n) for depth, n in enumerate(path)]
         named = [t for t in named if _names(t[2].head(document.text), words)]
-        if named:
+        in_title = sum(w in document.title for w in words)
+        if named and max(named, key=lambda t: t[:2])[0] >= in_title:  # a part, unless the title says more
             return hit, max(named, key=lambda t: t[:2])[2]
     for hit, document in top:  # the subject is the document itself, or no subject is named
         if all(w in document.title for w in words):
@@ -123,7 +129,9 @@ def target_group(
             if len(_top_sections(nodes, roles)) >= 2:
                 return hit, None
             path = [n for n in outline_path(nodes, hit.start) if n.kind != "paragraph" and n.role in roles]
-            return next(((hit, n) for n in path if len(_members(nodes, n)) >= 2), None)
+            group = next(((hit, n) for n in path if len(_members(nodes, n)) >= 2), None)
+            if group is not None:
+                return group
     best = hits[0] if hits else None
     if best is None or library.document(best.doc_id) is None:
         return None
