@@ -1,6 +1,6 @@
 """Load on a running API (``zhiwen eval load``): N concurrent clients for a while, as integrators would.
 
-    zhiwen eval load --url http://127.0.0.1:8765 --clients 16 --seconds 120 [--endpoint search|ask|retrieval]
+    zhiwen eval load --url http://127.0.0.1:8765 --clients 16 --seconds 120 [--endpoint search|ask|retrieval|chat]
 
 Each client is a thread with its own HTTP connection, sending the golden questions in turn, one request
 after another. Prints throughput, latency p50/p95/p99, errors by kind, and the server's memory (resident
@@ -94,6 +94,8 @@ def run_load(
             return http.get("/api/v1/health").json().get("memory_mb", {})
 
     def client(offset: int) -> None:
+        if endpoint == "chat":
+            return chat_client(offset)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
             i = offset
             while not stop.is_set():
@@ -112,6 +114,28 @@ def run_load(
                         result.errors[kind] = result.errors.get(kind, 0) + 1
                     elif not stop.is_set():
                         result.latencies.append(elapsed)
+
+    def chat_client(offset: int) -> None:
+        """Questions through the chat window's own queue, as a browser's chat does (Gradio's client)."""
+        from gradio_client import Client
+
+        window = Client(url, verbose=False)
+        i = offset
+        while not stop.is_set():
+            question = questions[i % len(questions)]
+            i += clients
+            started = time.perf_counter()
+            try:
+                window.predict(f"{question} {i}" if distinct else question, [], api_name="/chat")
+                kind = ""
+            except Exception as exc:  # noqa: BLE001 - counted by kind, like HTTP errors
+                kind = type(exc).__name__
+            elapsed = time.perf_counter() - started
+            with lock:
+                if kind:
+                    result.errors[kind] = result.errors.get(kind, 0) + 1
+                elif not stop.is_set():
+                    result.latencies.append(elapsed)
 
     result.memory.append(memory())
     threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
@@ -134,7 +158,11 @@ def run_load(
 @click.option("--clients", type=click.IntRange(1, 256), default=16, show_default=True)
 @click.option("--seconds", type=click.FloatRange(1), default=120, show_default=True)
 @click.option(
-    "--endpoint", type=click.Choice(["search", "ask", "retrieval"]), default="search", show_default=True
+    "--endpoint",
+    type=click.Choice(["search", "ask", "retrieval", "chat"]),
+    default="search",
+    show_default=True,
+    help="chat: answers through the chat window's queue (`zhiwen serve`), the others through the API.",
 )
 @click.option("--key", default="", envvar="ZHIWEN_API_KEY", help="API key, when the server requires one.")
 @click.option(
@@ -148,7 +176,6 @@ def load_command(url: str, clients: int, seconds: float, endpoint: str, key: str
         raise click.ClickException(
             f"{url}: cannot reach the API ({exc}); start it with `zhiwen api`"
         ) from None
-    click.echo(
-        f"POST {request_body(endpoint, '')[0]} on {url}" + (", every question distinct" if distinct else "")
-    )
+    where = "the chat window" if endpoint == "chat" else f"POST {request_body(endpoint, '')[0]}"
+    click.echo(f"{where} on {url}" + (", every question distinct" if distinct else ""))
     click.echo(result.summary(clients))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import shutil
 import sys
 import threading
@@ -328,6 +329,16 @@ class LoginGuard:
             return False
 
 
+def chat_concurrency() -> int:
+    """How many chat-window requests run at once: 8 per core this process may use.
+
+    An answer spends most of its time streaming (``REVEAL_PAUSE``) or waiting on an LLM, and searches
+    are thread-safe (each holds its own generation), so several per core keep the cores busy; writes
+    stay one at a time behind ``KnowledgeBase``'s lock.
+    """
+    return 8 * len(os.sched_getaffinity(0))
+
+
 def parse_auth(auth: str) -> tuple[str, str] | None:
     """``"user:password"`` as a (user, password) pair; None when empty."""
     if not auth:
@@ -483,7 +494,7 @@ def launch(
         app.kb, KeyStore(keys_path(settings)), login_required=auth is not None, mcp=build_mcp(app.kb)
     )
     demo = build_blocks(app)
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=chat_concurrency())
     gr.mount_gradio_app(
         api,
         demo,
