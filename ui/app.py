@@ -278,11 +278,11 @@ def reveal_prefixes(text: str) -> list[str]:
 
 def append_rotating(path: Path, line: str, max_bytes: int = FEEDBACK_FILE_BYTES, keep: int = 3) -> None:
     """Append ``line`` to ``path``; when that would pass ``max_bytes``, first shift ``path`` to
-    ``path.1`` (``path.1`` to ``path.2`` …, dropping the oldest of ``keep``), so the files stay bounded."""
+    ``path.1`` (``path.1`` to ``path.2`` …), so at most ``keep`` files of at most ``max_bytes`` remain."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _FEEDBACK_LOCK:
         if path.exists() and path.stat().st_size + len(line.encode()) > max_bytes:
-            for n in range(keep - 1, 0, -1):
+            for n in range(keep - 2, 0, -1):
                 older = path.with_name(f"{path.name}.{n}")
                 if older.exists():
                     older.replace(path.with_name(f"{path.name}.{n + 1}"))
