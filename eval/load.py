@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,49 +94,50 @@ def run_load(
         with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
             return http.get("/api/v1/health").json().get("memory_mb", {})
 
+    def send(offset: int, request: Callable[[str], str]) -> None:
+        """Ask questions in turn through ``request`` (returns an error kind, "" on success) until stopped."""
+        i = offset
+        while not stop.is_set():
+            question = questions[i % len(questions)]
+            started = time.perf_counter()
+            kind = request(f"{question} {i}" if distinct else question)
+            elapsed = time.perf_counter() - started
+            i += clients
+            with lock:
+                if kind:
+                    result.errors[kind] = result.errors.get(kind, 0) + 1
+                elif not stop.is_set():
+                    result.latencies.append(elapsed)
+
     def client(offset: int) -> None:
         if endpoint == "chat":
             return chat_client(offset)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-            i = offset
-            while not stop.is_set():
-                question = questions[i % len(questions)]
-                path, body = request_body(endpoint, f"{question} {i}" if distinct else question)
-                i += clients
-                started = time.perf_counter()
+
+            def post(question: str) -> str:
+                path, body = request_body(endpoint, question)
                 try:
                     reply = http.post(path, json=body)
-                    kind = "" if reply.status_code == 200 else f"HTTP {reply.status_code}"
                 except httpx.HTTPError as exc:
-                    kind = type(exc).__name__
-                elapsed = time.perf_counter() - started
-                with lock:
-                    if kind:
-                        result.errors[kind] = result.errors.get(kind, 0) + 1
-                    elif not stop.is_set():
-                        result.latencies.append(elapsed)
+                    return type(exc).__name__
+                return "" if reply.status_code == 200 else f"HTTP {reply.status_code}"
+
+            send(offset, post)
 
     def chat_client(offset: int) -> None:
         """Questions through the chat window's own queue, as a browser's chat does (Gradio's client)."""
         from gradio_client import Client
 
         window = Client(url, verbose=False)
-        i = offset
-        while not stop.is_set():
-            question = questions[i % len(questions)]
-            i += clients
-            started = time.perf_counter()
+
+        def chat(question: str) -> str:
             try:
-                window.predict(f"{question} {i}" if distinct else question, [], api_name="/chat")
-                kind = ""
+                window.predict(question, [], api_name="/chat")
             except Exception as exc:  # noqa: BLE001 - counted by kind, like HTTP errors
-                kind = type(exc).__name__
-            elapsed = time.perf_counter() - started
-            with lock:
-                if kind:
-                    result.errors[kind] = result.errors.get(kind, 0) + 1
-                elif not stop.is_set():
-                    result.latencies.append(elapsed)
+                return type(exc).__name__
+            return ""
+
+        send(offset, chat)
 
     result.memory.append(memory())
     threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
