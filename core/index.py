@@ -67,20 +67,17 @@ class Generation:
     doc_meta: dict[str, dict[str, Any]]  # metadata of each document, for filters
     mentioned: dict[str, bool] = field(default_factory=dict)  # cache of ``mentions``
     outlines: dict[str, list[OutlineNode]] = field(default_factory=dict)  # cache of ``outline``
+    readers: int = 0  # searches holding it now (``Retriever.pinned``); it closes when the last one ends
 
     @cached_property
     def dense(self) -> faiss.Index:
         """The FAISS index; flat indexes are memory-mapped, so opening costs no copy of the vectors."""
-        path = str(self.path / "dense.faiss")
-        try:
-            return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:  # index kinds FAISS cannot map are read into memory
-            return faiss.read_index(path)
+        return read_dense(self.path)
 
     @cached_property
     def sparse(self) -> bm25s.BM25:
         """The BM25 index: score arrays memory-mapped, vocabulary read from JSON."""
-        return bm25s.BM25.load(str(self.path / "bm25"), allow_pickle=False, load_vocab=True, mmap=True)
+        return read_sparse(self.path)
 
     @cached_property
     def doc_ids(self) -> np.ndarray:
@@ -142,7 +139,37 @@ class Generation:
         return self.mentioned[term]
 
     def close(self) -> None:
+        """Close the database and drop the memory maps, so no handle on the generation's files stays."""
         self.db.close()
+        for name in ("dense", "sparse", "doc_ids", "roles"):
+            self.__dict__.pop(name, None)
+
+
+def read_dense(gen: Path) -> faiss.Index:
+    """The dense index of generation ``gen``; a damaged file is an ``IndexStateError`` naming it."""
+    path = str(gen / "dense.faiss")
+    try:
+        try:
+            return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:  # index kinds FAISS cannot map are read into memory
+            return faiss.read_index(path)
+    except RuntimeError as exc:
+        raise _damaged(gen, "dense.faiss", exc) from None
+
+
+def read_sparse(gen: Path) -> bm25s.BM25:
+    """The BM25 index of generation ``gen``; a damaged file is an ``IndexStateError`` naming it."""
+    try:
+        return bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, load_vocab=True, mmap=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _damaged(gen, "bm25/", exc) from None
+
+
+def _damaged(gen: Path, part: str, exc: BaseException) -> IndexStateError:
+    reason = " ".join(str(exc).split())[:200]
+    return IndexStateError(
+        f"{gen / part}: damaged or missing ({reason}); run `zhiwen doctor --index {gen.parent}`"
+    )
 
 
 _CHUNK_COLS = "chunk_id, doc_id, title, text, start, end_, context, kind, meta"
@@ -153,29 +180,88 @@ def _row_to_chunk(row: tuple) -> Chunk:
     return Chunk(cid, doc_id, title, text, start, end, context, kind, json.loads(meta))
 
 
+GENERATION_PREFIX = "gen-"
+
+
+def generations(index_dir: Path) -> list[Path]:
+    """The generation folders of an index, newest first (their names start with a timestamp)."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        return []
+    found = [p for p in index_dir.iterdir() if p.name.startswith(GENERATION_PREFIX) and p.is_dir()]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
 def current_generation(index_dir: Path) -> Path | None:
-    """The live generation folder, or None when the index has never been written."""
-    pointer = Path(index_dir) / CURRENT
+    """The live generation folder, or None when the index has never been written.
+
+    A pointer that is unreadable, names no generation folder, or is missing while generations exist is
+    an ``IndexStateError`` that says to run ``zhiwen doctor``, which falls back to the newest healthy one.
+    """
+    index_dir = Path(index_dir)
+    pointer = index_dir / CURRENT
+    doctor = f"run `zhiwen doctor --index {index_dir}`"
     if not pointer.exists():
+        if generations(index_dir):
+            raise IndexStateError(f"{pointer}: missing, but generations exist; {doctor}")
         return None
-    path = Path(index_dir) / pointer.read_text(encoding="utf-8").strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexStateError(f"{pointer}: unreadable ({exc}); {doctor}") from None
+    path = index_dir / name
+    if not name.startswith(GENERATION_PREFIX) or "/" in name or not path.is_dir():
+        raise IndexStateError(f"{pointer}: holds {name[:60]!r}, not a generation folder; {doctor}")
     if not (path / "manifest.json").exists():
-        raise IndexStateError(
-            f"{index_dir}: {CURRENT} points at {path.name}, which is incomplete; re-run `zhiwen ingest`"
-        )
+        raise IndexStateError(f"{index_dir}: {CURRENT} points at {path.name}, which is incomplete; {doctor}")
     return path
+
+
+def pointer_stamp(index_dir: Path) -> tuple[int, int] | None:
+    """When and as which file ``CURRENT`` was last written (mtime, inode): a cheap test for a new
+    generation, since every writer replaces the pointer. None when there is no pointer."""
+    try:
+        stat = (Path(index_dir) / CURRENT).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_ino
+
+
+def load_manifest(gen: Path) -> dict[str, Any]:
+    """The manifest of generation ``gen``; unreadable or not a JSON object is an ``IndexStateError``."""
+    path = Path(gen) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(Path(gen), "manifest.json", exc) from None
+    if not isinstance(manifest, dict):
+        raise _damaged(Path(gen), "manifest.json", ValueError("not a JSON object"))
+    return manifest
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     gen = current_generation(index_dir)
-    return json.loads((gen / "manifest.json").read_text(encoding="utf-8")) if gen else None
+    return load_manifest(gen) if gen else None
+
+
+def _connect(gen: Path) -> sqlite3.Connection:
+    """A read-only connection to the generation's store; a missing or damaged one names the file."""
+    path = gen / "store.sqlite"
+    if not path.is_file():
+        raise _damaged(gen, "store.sqlite", FileNotFoundError("no such file"))
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        db.execute("SELECT count(*) FROM documents").fetchone()
+    except sqlite3.Error as exc:
+        raise _damaged(gen, "store.sqlite", exc) from None
+    return db
 
 
 def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Generation:
     """Open the live generation; ``expect`` maps manifest keys to required values (model, chunker).
 
     Raises IndexStateError with a message that says to re-ingest when the index is missing or was built
-    with a different embedding model, chunker or schema.
+    with a different embedding model, chunker or schema, and to run ``zhiwen doctor`` when it is damaged.
     """
     index_dir = Path(index_dir)
     gen = current_generation(index_dir)
@@ -183,7 +269,7 @@ def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Ge
         raise IndexStateError(
             f"no index at {index_dir}; build one with `zhiwen ingest [PATH ...] --index {index_dir}`"
         )
-    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    manifest = load_manifest(gen)
     checks = {"schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION, **(expect or {})}
     for key, want in checks.items():
         if manifest.get(key) != want:
@@ -191,19 +277,72 @@ def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Ge
                 f"index at {index_dir} was built with {key}={manifest.get(key)!r}, but the current settings "
                 f"use {want!r}; re-ingest with `zhiwen ingest --rebuild --index {index_dir}`"
             )
-    db = sqlite3.connect(f"file:{gen / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+    db = _connect(gen)
     doc_meta = {d: json.loads(m) for d, m in db.execute("SELECT doc_id, meta FROM documents")}
     return Generation(gen, manifest, db, doc_meta)
 
 
-def stored_documents(index_dir: Path) -> list[Document]:
-    """The documents of the live generation, whatever schema or settings built it (for rebuilding)."""
-    gen = current_generation(Path(index_dir))
-    if gen is None:
-        return []
-    db = sqlite3.connect(f"file:{gen / 'store.sqlite'}?mode=ro", uri=True)
+def generation_problems(gen: Path) -> list[str]:
+    """What is wrong with generation folder ``gen``, one line each; empty when every file reads back.
+
+    Checks the manifest, the store (SQLite's own quick check and the counts the manifest records), the
+    dense index (vector count and dimension) and the BM25 arrays (one row per chunk).
+    """
     try:
-        rows = db.execute("SELECT doc_id, title, text, meta FROM documents ORDER BY doc_id").fetchall()
+        manifest = load_manifest(gen)
+        counts = manifest.get("counts") or {}
+        db = _connect(gen)
+    except IndexStateError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    try:
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            problems.append(f"{gen / 'store.sqlite'}: fails SQLite's integrity check")
+        docs = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    except sqlite3.Error as exc:
+        problems.append(str(_damaged(gen, "store.sqlite", exc)))
+        docs = chunks = -1
     finally:
         db.close()
-    return [Document(d, t, x, json.loads(m)) for d, t, x, m in rows]
+    if (docs, chunks) != (counts.get("documents"), counts.get("chunks")):
+        problems.append(
+            f"{gen / 'store.sqlite'}: holds {docs} documents, {chunks} chunks; manifest says {counts}"
+        )
+    try:
+        dense = read_dense(gen)
+        if dense.ntotal != chunks or dense.d != manifest.get("dim"):
+            problems.append(f"{gen / 'dense.faiss'}: {dense.ntotal} vectors of {dense.d}, expected {chunks}")
+        del dense
+        sparse = read_sparse(gen)
+        rows = int(sparse.scores["num_docs"])
+        if rows != chunks:
+            problems.append(f"{gen / 'bm25'}: {rows} rows, expected {chunks}")
+    except IndexStateError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def stored_documents(index_dir: Path) -> tuple[list[Document], Path | None]:
+    """The stored documents, whatever schema, settings or damage to the derived files (for rebuilding),
+    and the generation they came from: the live one when its store reads, else the newest that does."""
+    index_dir = Path(index_dir)
+    try:
+        live = current_generation(index_dir)
+    except IndexStateError:
+        live = None
+    candidates = [live] if live else []
+    candidates += [g for g in generations(index_dir) if g != live]
+    for gen in candidates:
+        try:
+            db = _connect(gen)
+            try:
+                rows = db.execute(
+                    "SELECT doc_id, title, text, meta FROM documents ORDER BY doc_id"
+                ).fetchall()
+            finally:
+                db.close()
+        except (IndexStateError, sqlite3.Error):
+            continue
+        return [Document(d, t, x, json.loads(m)) for d, t, x, m in rows], gen
+    return [], None

@@ -58,11 +58,14 @@ class Settings:
     max_chunk_chars: int = 360
     min_chunk_chars: int = 24
     max_file_mb: float = 50.0
+    max_unpacked_mb: float = 200.0  # what one .docx may inflate to
+    max_text_chars: int = 5_000_000  # characters of text one document may hold
     top_k: int = 5
     strategy: str = "hybrid"
     fusion: str = "zscore"  # chosen on the dev sets: see the README's retrieval table (and why not coverage)
     dense_weight: float = 0.6
     dense_index: str = "auto"
+    keep_generations: int = 3  # index generations kept for `zhiwen doctor` to fall back to
     ann_threshold: int = 200_000
     reranker: str = ""
     refusal_threshold: float = 0.842  # calibrated for the default model: zhiwen eval --calibrate-refusal
@@ -140,6 +143,8 @@ _AT_LEAST_ONE = (
     "ann_threshold",
     "max_query_chars",
     "max_body_kb",
+    "max_text_chars",
+    "keep_generations",
 )
 
 
@@ -153,7 +158,9 @@ def _problem(name: str, value: Any) -> str | None:
         return f"must be 0 or more, got {value!r}"
     if name == "kb_name" and not value.strip():
         return "must not be empty"
-    if name in ("max_file_mb", "max_upload_mb") and not (value > 0 and math.isfinite(value)):
+    if name in ("max_file_mb", "max_upload_mb", "max_unpacked_mb") and not (
+        value > 0 and math.isfinite(value)
+    ):
         return f"must be a positive number of megabytes, got {value!r}"
     if name == "dense_weight" and not 0 <= value <= 1:  # also false for nan
         return f"must be between 0 and 1, got {value!r}"

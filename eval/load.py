@@ -1,6 +1,6 @@
 """Load on a running API (``zhiwen eval load``): N concurrent clients for a while, as integrators would.
 
-    zhiwen eval load --url http://127.0.0.1:8765 --clients 16 --seconds 120 [--endpoint search|ask|retrieval]
+    zhiwen eval load --url http://127.0.0.1:8765 --clients 16 --seconds 120 [--endpoint search|ask|retrieval|chat]
 
 Each client is a thread with its own HTTP connection, sending the golden questions in turn, one request
 after another. Prints throughput, latency p50/p95/p99, errors by kind, and the server's memory (resident
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,25 +94,50 @@ def run_load(
         with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
             return http.get("/api/v1/health").json().get("memory_mb", {})
 
+    def send(offset: int, request: Callable[[str], str]) -> None:
+        """Ask questions in turn through ``request`` (returns an error kind, "" on success) until stopped."""
+        i = offset
+        while not stop.is_set():
+            question = questions[i % len(questions)]
+            started = time.perf_counter()
+            kind = request(f"{question} {i}" if distinct else question)
+            elapsed = time.perf_counter() - started
+            i += clients
+            with lock:
+                if kind:
+                    result.errors[kind] = result.errors.get(kind, 0) + 1
+                elif not stop.is_set():
+                    result.latencies.append(elapsed)
+
     def client(offset: int) -> None:
+        if endpoint == "chat":
+            return chat_client(offset)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-            i = offset
-            while not stop.is_set():
-                question = questions[i % len(questions)]
-                path, body = request_body(endpoint, f"{question} {i}" if distinct else question)
-                i += clients
-                started = time.perf_counter()
+
+            def post(question: str) -> str:
+                path, body = request_body(endpoint, question)
                 try:
                     reply = http.post(path, json=body)
-                    kind = "" if reply.status_code == 200 else f"HTTP {reply.status_code}"
                 except httpx.HTTPError as exc:
-                    kind = type(exc).__name__
-                elapsed = time.perf_counter() - started
-                with lock:
-                    if kind:
-                        result.errors[kind] = result.errors.get(kind, 0) + 1
-                    elif not stop.is_set():
-                        result.latencies.append(elapsed)
+                    return type(exc).__name__
+                return "" if reply.status_code == 200 else f"HTTP {reply.status_code}"
+
+            send(offset, post)
+
+    def chat_client(offset: int) -> None:
+        """Questions through the chat window's own queue, as a browser's chat does (Gradio's client)."""
+        from gradio_client import Client
+
+        window = Client(url, verbose=False)
+
+        def chat(question: str) -> str:
+            try:
+                window.predict(question, [], api_name="/chat")
+            except Exception as exc:  # noqa: BLE001 - counted by kind, like HTTP errors
+                return type(exc).__name__
+            return ""
+
+        send(offset, chat)
 
     result.memory.append(memory())
     threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
@@ -134,7 +160,11 @@ def run_load(
 @click.option("--clients", type=click.IntRange(1, 256), default=16, show_default=True)
 @click.option("--seconds", type=click.FloatRange(1), default=120, show_default=True)
 @click.option(
-    "--endpoint", type=click.Choice(["search", "ask", "retrieval"]), default="search", show_default=True
+    "--endpoint",
+    type=click.Choice(["search", "ask", "retrieval", "chat"]),
+    default="search",
+    show_default=True,
+    help="chat: answers through the chat window's queue (`zhiwen serve`), the others through the API.",
 )
 @click.option("--key", default="", envvar="ZHIWEN_API_KEY", help="API key, when the server requires one.")
 @click.option(
@@ -148,7 +178,6 @@ def load_command(url: str, clients: int, seconds: float, endpoint: str, key: str
         raise click.ClickException(
             f"{url}: cannot reach the API ({exc}); start it with `zhiwen api`"
         ) from None
-    click.echo(
-        f"POST {request_body(endpoint, '')[0]} on {url}" + (", every question distinct" if distinct else "")
-    )
+    where = "the chat window" if endpoint == "chat" else f"POST {request_body(endpoint, '')[0]}"
+    click.echo(f"{where} on {url}" + (", every question distinct" if distinct else ""))
     click.echo(result.summary(clients))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import logging
 import re
 import unicodedata
 import zipfile
@@ -19,6 +20,8 @@ from zhiwen.core.types import Document
 from zhiwen.core.vocab import ISSUER_NAME_ENDINGS, YEAR
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".pdf")
+DEFAULT_MAX_UNPACKED = 200 * 1024 * 1024  # bytes a .docx may inflate to (settings.max_unpacked_mb)
+DEFAULT_MAX_CHARS = 5_000_000  # characters of text one document may hold (settings.max_text_chars)
 MAX_CONTROL_SHARE = 0.01  # more control characters than this (besides tabs, newlines) means binary
 
 _BOMS = (
@@ -75,7 +78,9 @@ def discover(paths: list[Path]) -> list[tuple[Path, str]]:
         if path.is_dir():
             for file in sorted(path.rglob("*")):
                 relative = file.relative_to(path)
-                if file.is_file() and not _hidden(relative):
+                # A symlink that leads nowhere (broken, or a loop) is listed too, so loading names it.
+                usable = file.is_file() or (file.is_symlink() and not file.exists())
+                if usable and not _hidden(relative):
                     found.append((file, relative.as_posix()))
         elif path.is_file():
             found.append((path, path.name))
@@ -111,7 +116,7 @@ def decode_text(path: Path, data: bytes) -> str:
             break
     else:
         if b"\x00" in data:
-            raise LoadError(path, "binary file (contains NUL bytes), not text")
+            return _utf16_without_bom(path, data)
         for encoding in ("utf-8", "gb18030"):
             try:
                 text = data.decode(encoding)
@@ -125,20 +130,54 @@ def decode_text(path: Path, data: bytes) -> str:
     return text
 
 
+def _utf16_without_bom(path: Path, data: bytes) -> str:
+    """Text with NUL bytes is UTF-16 without a byte-order mark when its NULs sit on one side of each
+    byte pair (the high byte of ASCII characters: newlines, digits, punctuation), else binary."""
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    if len(data) % 2 == 0 and max(even, odd) > 3 * min(even, odd):
+        try:
+            text = data.decode("utf-16-be" if even > odd else "utf-16-le")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if not _looks_binary(text):
+                return text
+    raise LoadError(path, "binary file (contains NUL bytes), not text")
+
+
 def normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _docx_text(path: Path, data: bytes) -> str:
+def _check_unpacked(path: Path, data: bytes, max_unpacked: int) -> None:
+    """Refuse a .docx whose parts inflate past ``max_unpacked`` bytes before anything is decompressed.
+
+    ``zipfile`` never reads past a member's declared size, so the declared sizes bound what parsing
+    can allocate: a small file whose text node inflates to gigabytes is refused here, not in memory.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise LoadError(path, f"not a valid .docx file (corrupt, or an old .doc?): {exc}") from None
+    if unpacked > max_unpacked:
+        raise LoadError(
+            path, f"unpacks to {_size(unpacked)}, over the {_size(max_unpacked)} limit (max_unpacked_mb)"
+        )
+
+
+def _docx_text(path: Path, data: bytes, max_unpacked: int = DEFAULT_MAX_UNPACKED) -> str:
     """Paragraphs and table rows (cells joined by `` | ``) of a Word file, in document order."""
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
     from docx.text.paragraph import Paragraph
+    from lxml.etree import LxmlError
 
+    _check_unpacked(path, data, max_unpacked)
     try:
         document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, LxmlError) as exc:
         raise LoadError(path, f"not a valid .docx file (corrupt, or an old .doc?): {exc}") from None
     lines: list[str] = []
     for element in document.element.body.iterchildren():
@@ -156,17 +195,26 @@ def _docx_text(path: Path, data: bytes) -> str:
     return "\n".join(lines)
 
 
-def _pdf_text(path: Path, data: bytes) -> tuple[str, list[int]]:
-    """The text layer of a PDF, pages joined by ``\\n``, and where each page starts in it."""
+def _pdf_text(path: Path, data: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, list[int]]:
+    """The text layer of a PDF, pages joined by ``\\n``, and where each page starts in it.
+
+    Extraction stops as soon as the text passes ``max_chars``; pypdf itself caps what one stream may
+    inflate to. pypdf's own warnings (a missing EOF marker, a bad xref) are silenced: the file either
+    loads or fails with one line.
+    """
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    pages: list[str] = []
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError(path, "encrypted PDF; save an unprotected copy")
-        pages = [normalise_newlines(page.extract_text() or "") for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        for page in reader.pages:
+            pages.append(normalise_newlines(page.extract_text() or ""))
+            _check_chars(path, sum(len(p) + 1 for p in pages), max_chars)
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, MemoryError) as exc:
         raise LoadError(path, f"not a valid PDF (corrupt?): {exc}") from None
     starts, offset = [], 0
     for page in pages:
@@ -177,8 +225,22 @@ def _pdf_text(path: Path, data: bytes) -> tuple[str, list[int]]:
     return "\n".join(pages), starts
 
 
-def load_document(path: Path, doc_id: str, max_bytes: int) -> Document:
-    """Read one file as a ``Document`` with its metadata; raises ``LoadError`` when it cannot be used."""
+def _check_chars(path: Path, chars: int, max_chars: int) -> None:
+    if chars > max_chars:
+        raise LoadError(path, f"holds over {max_chars:,} characters of text, the limit (max_text_chars)")
+
+
+def load_document(
+    path: Path,
+    doc_id: str,
+    max_bytes: int,
+    max_unpacked: int = DEFAULT_MAX_UNPACKED,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> Document:
+    """Read one file as a ``Document`` with its metadata; raises ``LoadError`` when it cannot be used.
+
+    ``max_bytes`` bounds the file, ``max_unpacked`` what a .docx inflates to, ``max_chars`` the text.
+    """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         found = f"file type {suffix}" if suffix else "file without an extension"
@@ -194,11 +256,12 @@ def load_document(path: Path, doc_id: str, max_bytes: int) -> Document:
         raise LoadError(path, "empty file")
     meta: dict[str, Any] = {"source": str(path.resolve()), "suffix": suffix}
     if suffix == ".docx":
-        text = normalise_newlines(_docx_text(path, data))
+        text = normalise_newlines(_docx_text(path, data, max_unpacked))
     elif suffix == ".pdf":
-        text, meta["page_starts"] = _pdf_text(path, data)
+        text, meta["page_starts"] = _pdf_text(path, data, max_chars)
     else:
         text = normalise_newlines(decode_text(path, data))
+    _check_chars(path, len(text), max_chars)
     if not text.strip():
         raise LoadError(path, "no text (the file holds only whitespace)")
     found = extract_metadata(path.stem, text)

@@ -66,19 +66,42 @@ def load_paths(
     paths: Sequence[Path], settings: Settings, progress: bool = True
 ) -> tuple[list[Document], list[tuple[str, str]]]:
     """Load every supported file under ``paths``; returns documents and (path, reason) failures."""
+    documents, failed, _ = _load_all(paths, settings, progress)
+    return documents, failed
+
+
+def _load_all(
+    paths: Sequence[Path], settings: Settings, progress: bool
+) -> tuple[list[Document], list[tuple[str, str]], set[str]]:
+    """``load_paths``, plus the ids of files that exist but could not be loaded (``--prune`` keeps them).
+
+    Each file fails alone: whatever a loader raises for it becomes one line naming the file, and the
+    rest of the batch goes on.
+    """
     documents: list[Document] = []
     failed: list[tuple[str, str]] = []
-    max_bytes = int(settings.max_file_mb * 1024 * 1024)
+    unreadable: set[str] = set()
+    limits = (
+        int(settings.max_file_mb * 1024 * 1024),
+        int(settings.max_unpacked_mb * 1024 * 1024),
+        settings.max_text_chars,
+    )
     for path in paths:
         if not Path(path).exists():
             failed.append((str(path), "no such file or folder"))
     found = discover([Path(p) for p in paths if Path(p).exists()])
     for path, doc_id in tqdm(found, desc="loading", unit="file", disable=not progress, file=sys.stderr):
         try:
-            documents.append(load_document(path, doc_id, max_bytes))
+            documents.append(load_document(path, doc_id, *limits))
         except LoadError as exc:
             failed.append((str(exc.path), exc.reason))
-    return documents, failed
+        except Exception as exc:  # noqa: BLE001 - one bad file must not abort the batch
+            failed.append((str(path), f"cannot load ({type(exc).__name__}: {' '.join(str(exc).split())})"))
+        else:
+            continue
+        if path.exists() or path.is_symlink():
+            unreadable.add(doc_id)
+    return documents, failed, unreadable
 
 
 def ingest_paths(
@@ -86,8 +109,8 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest files and folders into ``settings.index_dir``; ``options`` (prune, rebuild, embedder) as for
     ``ingest_documents``. Files that cannot be loaded are reported in ``failed`` and skipped."""
-    documents, failed = load_paths(paths, settings, progress)
-    report = ingest_documents(documents, settings, progress=progress, **options)
+    documents, failed, unreadable = _load_all(paths, settings, progress)
+    report = ingest_documents(documents, settings, progress=progress, keep=unreadable, **options)
     report.failed = failed + report.failed
     return report
 
@@ -99,8 +122,13 @@ def ingest_documents(
     rebuild: bool = False,
     progress: bool = True,
     embedder: Embedder | None = None,
+    keep: frozenset[str] | set[str] = frozenset(),
 ) -> IngestReport:
-    """Bring the index in line with ``documents`` (already loaded), incrementally."""
+    """Bring the index in line with ``documents`` (already loaded), incrementally.
+
+    ``prune`` removes stored documents not among ``documents``, except those named in ``keep``: files
+    still present that could not be read this time stay in the index until they are really gone.
+    """
     started = time.perf_counter()
     index_dir = Path(settings.index_dir)
     signature = index_signature(settings)
@@ -119,7 +147,7 @@ def ingest_documents(
         for doc_id, doc in old_docs.items():
             if doc_id in incoming:
                 continue
-            if prune:
+            if prune and doc_id not in keep:
                 report.removed.append(doc_id)
             else:
                 kept[doc_id] = doc
@@ -204,26 +232,31 @@ def _write(
         settings.dense_index,
         settings.ann_threshold,
         outlines,
+        settings.keep_generations,
     )
 
 
 def _previous(
     index_dir: Path, signature: dict[str, str], rebuild: bool, report: IngestReport
 ) -> tuple[dict[str, Document], dict[str, list[Chunk]]]:
-    """Documents and chunks of the live generation; no chunks when everything must be re-split."""
+    """Documents and chunks of the live generation; no chunks when everything must be re-split.
+
+    ``rebuild`` reads only the stored texts (of the live generation, or the newest one whose store still
+    reads), so it works whatever state the derived files are in.
+    """
+    if rebuild:
+        documents, source = stored_documents(index_dir)
+        report.rebuilt = "--rebuild" + (f" from the texts stored in {source.name}" if source else "")
+        return {d.doc_id: d for d in documents}, {}
     manifest = read_manifest(index_dir)
     if manifest is None:
         return {}, {}
     expected = {**signature, "schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION}
     mismatched = [k for k, v in expected.items() if manifest.get(k) != v]
-    if rebuild or mismatched:
+    if mismatched:
         # Keep every stored document (its full text is in the index) but re-split and re-embed all of them.
-        report.rebuilt = (
-            "--rebuild"
-            if rebuild
-            else ", ".join(f"{k} {manifest.get(k)!r} -> {expected[k]!r}" for k in mismatched)
-        )
-        return {d.doc_id: d for d in stored_documents(index_dir)}, {}
+        report.rebuilt = ", ".join(f"{k} {manifest.get(k)!r} -> {expected[k]!r}" for k in mismatched)
+        return {d.doc_id: d for d in stored_documents(index_dir)[0]}, {}
     gen = open_generation(index_dir, signature)
     try:
         docs = {d.doc_id: d for d in gen.documents()}

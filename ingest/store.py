@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,13 @@ import numpy as np
 from zhiwen.core.fsutil import atomic_target, atomic_write_text, remove, stale_temporaries
 from zhiwen.core.index import (
     CURRENT,
+    GENERATION_PREFIX,
     SCHEMA_VERSION,
     TOKENIZER_VERSION,
     IndexStateError,
     current_generation,
+    generation_problems,
+    generations,
 )
 from zhiwen.core.tokenize import tokenize
 from zhiwen.core.types import Chunk, Document, OutlineNode
@@ -33,15 +37,32 @@ from zhiwen.core.types import Chunk, Document, OutlineNode
 
 @contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
-    """One writer at a time per index folder (readers never wait)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as handle:
+    """One writer at a time per index folder (readers never wait).
+
+    Holding the lock, the writer knows every temporary in the folder was left by one that died (a
+    ``.CURRENT.tmp-*`` pointer, a half-written ``.gen-*`` folder) and removes them first.
+    """
+    index_dir = Path(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(index_dir / ".lock", "w")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        reason = "is a file, not a folder" if index_dir.is_file() else f"cannot be written ({exc.strerror})"
+        raise IndexStateError(
+            f"{index_dir}: the index folder {reason}; choose another with --index or ZHIWEN_INDEX_DIR"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IndexStateError(
                 f"{index_dir}: another `zhiwen ingest` is writing this index; wait for it"
             ) from None
+        for stale in [
+            *stale_temporaries(index_dir / CURRENT),
+            *index_dir.glob(f".{GENERATION_PREFIX}*.tmp-*"),
+        ]:
+            remove(stale)
         yield
 
 
@@ -90,14 +111,18 @@ def write_generation(
     dense_kind: str = "auto",
     ann_threshold: int = 200_000,
     outlines: Mapping[str, Sequence[OutlineNode]] | None = None,
+    keep: int = 3,
 ) -> Path:
     """Write a complete generation and make it live atomically; returns its folder.
 
-    The caller holds ``writer_lock``. Older generations except the one just replaced are removed, so a
-    reader that opened the previous generation a moment ago can still finish.
+    The caller holds ``writer_lock``. The ``keep`` newest generations stay (so ``zhiwen doctor`` has
+    somewhere to fall back to), and so does the one just replaced, so a reader that opened it a moment
+    ago can finish; only older ones are removed, never one newer than the generation written.
     """
     index_dir = Path(index_dir)
-    name = f"gen-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now % 1 * 1e6):06d}"
+    name = f"{GENERATION_PREFIX}{stamp}-{uuid.uuid4().hex[:6]}"
     final = index_dir / name
     with atomic_target(final, durable=True) as tmp:
         tmp.mkdir(parents=True)
@@ -116,16 +141,16 @@ def write_generation(
             "documents": {d.doc_id: d.content_hash for d in documents},
         }
         (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
-    previous = current_generation(index_dir) if (index_dir / CURRENT).exists() else None
+    try:
+        previous = current_generation(index_dir)
+    except IndexStateError:  # a broken pointer is replaced; the generations it failed to name are kept
+        previous = None
     atomic_write_text(index_dir / CURRENT, name, durable=True)
-    keep = {name, previous.name if previous else None}
-    for old in index_dir.iterdir():
-        if old.is_dir() and old.name.startswith("gen-") and old.name not in keep:
+    newest = generations(index_dir)
+    kept = {g.name for g in newest[: max(1, keep)]} | {name, previous.name if previous else ""}
+    for old in newest:
+        if old.name not in kept and old.name < name:
             remove(old)
-    for stale in stale_temporaries(index_dir / CURRENT):
-        remove(stale)
-    for old in index_dir.glob(".gen-*.tmp-*"):  # generations a killed ingest left half-written
-        remove(old)
     return final
 
 
@@ -185,3 +210,66 @@ def _write_store(
             ],
         )
     db.close()
+
+
+@dataclass
+class DoctorReport:
+    """What ``doctor`` found: the live generation's problems, the fallback it chose, what it cleaned."""
+
+    index_dir: Path
+    live: str = ""  # the generation CURRENT named, when it named one
+    problems: list[str] = field(default_factory=list)  # of the pointer and the live generation
+    fallback: str = ""  # the newest healthy generation CURRENT now names (or would, with fix=False)
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # newer generations that were not healthy
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def lines(self, fixed: bool) -> list[str]:
+        """The report for people, one finding per line."""
+        if self.healthy:
+            return [f"{self.index_dir}: {self.live} is healthy (every file reads back and the counts agree)"]
+        lines = [f"problem: {p}" for p in self.problems]
+        lines += [f"skipped {name}: {'; '.join(found)}" for name, found in self.skipped.items()]
+        if self.fallback:
+            verb = "now points at" if fixed else "would point at (without --dry-run)"
+            lines.append(f"{CURRENT} {verb} {self.fallback}, the newest healthy generation")
+        else:
+            lines.append(
+                "no healthy generation left; rebuild from the stored texts with `zhiwen ingest --rebuild`"
+                " or re-ingest the files"
+            )
+        return lines
+
+
+def doctor(index_dir: Path, fix: bool = True) -> DoctorReport:
+    """Check every file of the live generation; when it is broken, point ``CURRENT`` at the newest
+    healthy generation (with ``fix``). Stale temporaries are removed under the writer lock."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise IndexStateError(f"no index at {index_dir}; build one with `zhiwen ingest`")
+    report = DoctorReport(index_dir)
+    with writer_lock(index_dir):
+        try:
+            live = current_generation(index_dir)
+        except IndexStateError as exc:
+            live, report.problems = None, [str(exc)]
+        if live is None and not report.problems:
+            raise IndexStateError(f"no index at {index_dir}; build one with `zhiwen ingest`")
+        if live is not None:
+            report.live = live.name
+            report.problems = generation_problems(live)
+        if report.healthy:
+            return report
+        for gen in generations(index_dir):
+            if live is not None and gen.name == live.name:
+                continue
+            found = generation_problems(gen)
+            if not found:
+                report.fallback = gen.name
+                break
+            report.skipped[gen.name] = found
+        if report.fallback and fix:
+            atomic_write_text(index_dir / CURRENT, report.fallback, durable=True)
+    return report

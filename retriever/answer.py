@@ -140,10 +140,11 @@ def ask(
     Retrieval, scope checks and refusal are the same in both modes; the LLM only phrases an answer from
     passages the extractive path accepted, and its answer is checked before it is returned.
     """
-    hits = retriever.search(question, k=k or retriever.settings.top_k, filters=filters)
-    missing = retriever.uncovered_topics(question)
-    threshold = refusal_threshold(question, retriever.settings)
-    answer = extractive_answer(question, hits, threshold, missing, retriever.generation)
+    with retriever.pinned() as generation:  # hits, topics and document texts from one generation
+        hits = retriever.search(question, k=k or retriever.settings.top_k, filters=filters)
+        missing = retriever.uncovered_topics(question)
+        threshold = refusal_threshold(question, retriever.settings)
+        answer = extractive_answer(question, hits, threshold, missing, generation)
     if answer.refused or not use_llm:
         yield FinalAnswer(answer)
         return

@@ -1,12 +1,14 @@
 """Search an index: BM25, dense, or both fused, with metadata filters and near-duplicate removal.
 
-The index is opened once and kept; ``refresh`` switches to a newer generation when one was written.
+The index is opened once and kept; each search checks the ``CURRENT`` pointer's mtime and switches to a
+newer generation when one was written, while searches still running keep the one they started on.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,13 @@ from typing import Any
 import faiss
 import numpy as np
 from zhiwen.core.embed import Embedder
-from zhiwen.core.index import Generation, current_generation, index_signature, open_generation
+from zhiwen.core.index import (
+    Generation,
+    current_generation,
+    index_signature,
+    open_generation,
+    pointer_stamp,
+)
 from zhiwen.core.settings import Settings
 from zhiwen.core.text import char_bigrams
 from zhiwen.core.tokenize import tokenize
@@ -53,19 +61,69 @@ class Retriever:
         self.params = params or FusionParams(dense_weight=settings.dense_weight)
         self._lock = threading.Lock()
         self._gen: Generation | None = None
+        self._stamp: tuple[int, int] | None = None  # ``pointer_stamp`` when ``_gen`` was opened
         self._pinned = threading.local()
         self._reranker = None
 
     @property
     def generation(self) -> Generation:
-        """The generation searches read: the one pinned for this thread's search, else the live one."""
+        """The generation searches read: the one pinned for this thread (``pinned``), else the live one.
+
+        Outside ``pinned`` the reference is only safe for the calling thread's immediate use: a reader
+        that may overlap a refresh from another thread pins the generation instead.
+        """
         pinned = getattr(self._pinned, "gen", None)
         if pinned is not None:
             return pinned
+        gen = self._acquire()
+        self._release(gen)
+        return gen
+
+    @contextmanager
+    def pinned(self) -> Iterator[Generation]:
+        """Hold one generation for a whole search or answer, however many generations ingest writes.
+
+        Row numbers, chunk texts and outlines must all come from one generation; the generation stays
+        open until its last reader leaves, then it is closed (its files released). Nested uses in one
+        thread share the outer one's generation.
+        """
+        held = getattr(self._pinned, "gen", None)
+        if held is not None:
+            yield held
+            return
+        gen = self._acquire()
+        self._pinned.gen = gen
+        try:
+            yield gen
+        finally:
+            self._pinned.gen = None
+            self._release(gen)
+
+    def _acquire(self) -> Generation:
+        """The live generation with one more reader; a new ``CURRENT`` (ingest from another process, or
+        an upload) is noticed here by its mtime, one ``stat`` per request."""
+        index_dir = Path(self.settings.index_dir)
+        stamp = pointer_stamp(index_dir)
         with self._lock:
+            if self._gen is not None and stamp != self._stamp:
+                self._retire()
             if self._gen is None:
-                self._gen = open_generation(Path(self.settings.index_dir), index_signature(self.settings))
+                self._gen = open_generation(index_dir, index_signature(self.settings))
+                self._stamp = stamp
+            self._gen.readers += 1
             return self._gen
+
+    def _release(self, gen: Generation) -> None:
+        with self._lock:
+            gen.readers -= 1
+            if gen.readers == 0 and gen is not self._gen:
+                gen.close()
+
+    def _retire(self) -> None:
+        """Stop handing out the live generation (the lock is held); close it unless a reader holds it."""
+        old, self._gen = self._gen, None
+        if old is not None and old.readers == 0:
+            old.close()
 
     def refresh(self) -> bool:
         """Switch to the newest generation if ingest wrote one since; returns True when it changed."""
@@ -73,8 +131,7 @@ class Retriever:
         with self._lock:
             if self._gen is not None and latest == self._gen.path:
                 return False
-            # Searches still running on the old generation keep their reference; it closes when released.
-            self._gen = None
+            self._retire()
         return True
 
     def uncovered_topics(self, question: str) -> list[str]:
@@ -103,12 +160,9 @@ class Retriever:
         strategy = strategy or self.settings.strategy
         # Row numbers mean something only within one generation: a `refresh` from another thread between
         # the candidate search and ranking must not mix two, so this search keeps the one it started on.
-        self._pinned.gen = self.generation
-        try:
+        with self.pinned():
             found = self.candidates(query, strategy, max(CANDIDATES, 4 * k), filters)
             return self.rank(query, found, k, strategy, dedupe)
-        finally:
-            self._pinned.gen = None
 
     def candidates(
         self, query: str, strategy: str, depth: int = CANDIDATES, filters: Mapping[str, Any] | None = None

@@ -28,6 +28,7 @@ _KEEP = {
     "ZHIWEN_EVALDATA",
     "ZHIWEN_LLM_GGUF",
     "ZHIWEN_SCREENSHOTS_DIR",
+    "ZHIWEN_RACE_SECONDS",
 }  # where shared data lives, not how Zhiwen behaves
 
 

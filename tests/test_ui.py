@@ -252,3 +252,42 @@ def test_parse_auth() -> None:
     assert parse_auth("admin:s3:cret") == ("admin", "s3:cret")
     with pytest.raises(SettingsError, match="user:password"):
         parse_auth("admin")
+
+
+def test_wrong_logins_lock_the_window_and_hosts_beyond_localhost_warn(shared: ZhiwenApp, capfd) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = launch(shared.settings.replace(port=port, auth="admin:s3cret"), corpus=None, block=False)
+    base = f"http://127.0.0.1:{port}"
+
+    def login(password: str) -> bool:
+        data = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
+        try:
+            return json.load(urllib.request.urlopen(f"{base}/login", data=data, timeout=10))["success"]
+        except urllib.error.HTTPError:
+            return False
+
+    try:
+        assert not any(login(f"guess{i}") for i in range(5))
+        assert not login("s3cret"), "after 5 wrong logins even the right one waits out the lockout"
+    finally:
+        demo.close()
+    open_demo = launch(shared.settings.replace(port=port, host="0.0.0.0"), corpus=None, block=False)
+    open_demo.close()
+    assert "serving on 0.0.0.0 without --auth" in capfd.readouterr().err
+
+
+def test_feedback_and_questions_are_bounded(shared: ZhiwenApp, tmp_path) -> None:
+    from zhiwen.ui.app import append_rotating
+
+    app = ZhiwenApp(shared.settings, shared.retriever)
+    history, _, turns = list(app.chat("问" * 100_000, [], []))[-1]
+    assert (
+        turns == [] and "问题太长" in history[-1]["content"] and "max_query_chars" in history[-1]["content"]
+    )
+    log = tmp_path / "feedback.jsonl"
+    for _ in range(40):
+        append_rotating(log, "x" * 1000 + "\n", max_bytes=10_000, keep=3)
+    sizes = [p.stat().st_size for p in sorted(tmp_path.glob("feedback.jsonl*"))]
+    assert len(sizes) == 3 and max(sizes) <= 10_000

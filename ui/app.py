@@ -8,17 +8,20 @@ Uploaded files are kept in ``<index_dir>/../uploads/`` (their file name is their
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 import shutil
+import sys
+import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from zhiwen.core.index import read_manifest
+from zhiwen.core.index import Generation, read_manifest
 from zhiwen.core.settings import Settings, SettingsError
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, TextDelta
 from zhiwen.core.vocab import STRATEGIES
@@ -40,6 +43,11 @@ EXAMPLES = [
 ]
 DOC_HEADERS = ["文档 ID", "标题", "段落数", "发布机构", "年份", "类型"]
 HIT_HEADERS = ["排名", "得分", "BM25", "向量", "融合", "标题", "位置", "段落原文"]
+FEEDBACK_ANSWER_CHARS = 20_000  # what one feedback line keeps of an answer
+FEEDBACK_CITATIONS = 20
+FEEDBACK_FILE_BYTES = 5 * 1024 * 1024  # feedback.jsonl is rotated past this (three files kept)
+_FEEDBACK_LOCK = threading.Lock()
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 REVEAL_PAUSE = 0.03  # seconds between revealed pieces of an offline answer, so it streams like an LLM's
 _REVEAL_BREAKS = "。！？；\n]"
 
@@ -78,6 +86,11 @@ class ZhiwenApp:
         question = question.strip()
         if not question:
             yield history, turns[-1]["sources"] if turns else "", turns
+            return
+        limit = self.settings.max_query_chars
+        if len(question) > limit:
+            note = f"问题太长：{len(question)} 个字符，最多 {limit} 个（max_query_chars）。请缩短后再问。"
+            yield [*history, {"role": "assistant", "content": escape(note)}], "", turns
             return
         turn = len(turns)
         history = [
@@ -118,12 +131,12 @@ class ZhiwenApp:
 
     def sources(self, turn: int, answer: Answer) -> str:
         """The sources panel HTML for ``answer`` given in conversation turn ``turn``."""
-        gen = self.retriever.generation
         doc_ids = {c.doc_id for c in answer.citations} | {h.doc_id for h in answer.related}
-        return sources_panel(turn, answer, {d: gen.document(d) for d in doc_ids}, self._chunk_metas())
+        with self.retriever.pinned() as gen:
+            documents = {d: gen.document(d) for d in doc_ids}
+            return sources_panel(turn, answer, documents, self._chunk_metas(gen))
 
-    def _chunk_metas(self) -> dict[str, dict[str, Any]]:
-        gen = self.retriever.generation
+    def _chunk_metas(self, gen: Generation) -> dict[str, dict[str, Any]]:
         if self._metas[0] != gen.path:
             self._metas = (gen.path, {c.chunk_id: c.meta for c in gen.chunks()})
         return self._metas[1]
@@ -144,16 +157,14 @@ class ZhiwenApp:
         rating = {True: "up", False: "down"}.get(liked, str(liked))
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "rating": rating,
-            "question": record["question"],
-            "answer": answer.answer,
+            "rating": rating[:16],
+            "question": record["question"][: self.settings.max_query_chars],
+            "answer": answer.answer[:FEEDBACK_ANSWER_CHARS],
             "mode": answer.mode,
             "refused": answer.refused,
-            "citations": [c.to_dict() for c in answer.citations],
+            "citations": [c.to_dict() for c in answer.citations[:FEEDBACK_CITATIONS]],
         }
-        self.feedback_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.feedback_path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        append_rotating(self.feedback_path, json.dumps(entry, ensure_ascii=False) + "\n")
         return status_html("已记录反馈 👍，谢谢！" if rating == "up" else "已记录反馈 👎，谢谢！")
 
     # --- knowledge base ---------------------------------------------------------------------------
@@ -161,7 +172,7 @@ class ZhiwenApp:
     def status(self) -> str:
         """The status line: what the index holds and how answers are made."""
         manifest = read_manifest(Path(self.settings.index_dir)) or {}
-        docs, chunks = len(self.retriever.generation.doc_meta), len(self.retriever.generation.doc_ids)
+        docs, chunks = self.kb.counts()
         mode = "LLM 生成（附引用）" if self.use_llm else "离线摘录（原文句子+引用）"
         model = manifest.get("embed_model", "?")
         line = f"知识库：{docs} 篇文档，{chunks} 个段落 · 回答方式：{mode} · 嵌入模型：{model}"
@@ -169,23 +180,22 @@ class ZhiwenApp:
 
     def documents_table(self) -> list[list[Any]]:
         """One row per indexed document: id, title, chunk count, issuer, year, type."""
-        gen = self.retriever.generation
-        counts = Counter(gen.doc_ids.tolist())
         return [
             [
-                d.doc_id,
-                d.title,
-                counts[d.doc_id],
-                d.meta.get("issuer", ""),
-                d.meta.get("year", ""),
-                d.meta.get("doc_type", ""),
+                d["doc_id"],
+                d["title"],
+                d["chunks"],
+                d["meta"].get("issuer", ""),
+                d["meta"].get("year", ""),
+                d["meta"].get("doc_type", ""),
             ]
-            for d in gen.documents()
+            for d in self.kb.documents()
         ]
 
     def doc_ids(self) -> list[str]:
         """The ids of the indexed documents, for the delete selector."""
-        return sorted(self.retriever.generation.doc_meta)
+        with self.retriever.pinned() as gen:
+            return sorted(gen.doc_meta)
 
     def upload(self, files: Sequence[str] | None, progress: Progress = _no_progress) -> str:
         """Save uploaded files into the uploads folder and ingest them; returns the per-file report HTML.
@@ -235,10 +245,12 @@ class ZhiwenApp:
         """Ranked chunks for ``query`` with every score, for checking why a passage ranks where it does."""
         if not query.strip():
             return []
-        gen = self.retriever.generation
+        with self.retriever.pinned() as gen:  # positions from the generation the hits came from
+            hits = self.retriever.search(query.strip(), k=int(k), strategy=strategy)
+            documents = {hit.doc_id: gen.document(hit.doc_id) for hit in hits}
         rows = []
-        for hit in self.retriever.search(query.strip(), k=int(k), strategy=strategy):
-            position = position_label(hit.meta, gen.document(hit.doc_id), hit.start, hit.end)
+        for hit in hits:
+            position = position_label(hit.meta, documents[hit.doc_id], hit.start, hit.end)
             scores = hit.scores
             rows.append(
                 [
@@ -262,6 +274,69 @@ def reveal_prefixes(text: str) -> list[str]:
     """Growing prefixes of ``text`` ending at sentence ends and citation markers, for a streamed look."""
     cuts = [i + 1 for i, ch in enumerate(text) if ch in _REVEAL_BREAKS]
     return [text[:cut] for cut in cuts if cut < len(text)] + [text]
+
+
+def append_rotating(path: Path, line: str, max_bytes: int = FEEDBACK_FILE_BYTES, keep: int = 3) -> None:
+    """Append ``line`` to ``path``; when that would pass ``max_bytes``, first shift ``path`` to
+    ``path.1`` (``path.1`` to ``path.2`` …), so at most ``keep`` files of at most ``max_bytes`` remain."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _FEEDBACK_LOCK:
+        if path.exists() and path.stat().st_size + len(line.encode()) > max_bytes:
+            for n in range(keep - 2, 0, -1):
+                older = path.with_name(f"{path.name}.{n}")
+                if older.exists():
+                    older.replace(path.with_name(f"{path.name}.{n + 1}"))
+            path.replace(path.with_name(f"{path.name}.1"))
+        with path.open("a", encoding="utf-8") as out:
+            out.write(line)
+
+
+class LoginGuard:
+    """The chat window's login check, with a brake on guessing: after ``max_failures`` wrong logins
+    within ``window`` seconds, every login (even a right one) is refused for ``lockout`` seconds.
+
+    Gradio does not tell the check who is asking, so the brake is for the whole server: a guesser can
+    lock the real user out for a minute, but cannot try more than a few passwords a minute.
+    """
+
+    def __init__(
+        self, user: str, password: str, max_failures: int = 5, window: float = 60.0, lockout: float = 60.0
+    ) -> None:
+        self._user, self._password = user.encode(), password.encode()
+        self.max_failures, self.window, self.lockout = max_failures, window, lockout
+        self._failures: list[float] = []
+        self._locked_until = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, username: str, password: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._locked_until:
+                return False
+            right = hmac.compare_digest(username.encode(), self._user) & hmac.compare_digest(
+                password.encode(), self._password
+            )
+            if right:
+                return True
+            self._failures = [t for t in self._failures if now - t < self.window] + [now]
+            if len(self._failures) >= self.max_failures:
+                self._locked_until, self._failures = now + self.lockout, []
+                print(
+                    f"zhiwen: {self.max_failures} wrong logins within {self.window:g} s; "
+                    f"logins refused for {self.lockout:g} s",
+                    file=sys.stderr,
+                )
+            return False
+
+
+def chat_concurrency() -> int:
+    """How many chat-window requests run at once: 8 per core this process may use.
+
+    An answer spends most of its time streaming (``REVEAL_PAUSE``) or waiting on an LLM, and searches
+    are thread-safe (each holds its own generation), so several per core keep the cores busy; writes
+    stay one at a time behind ``KnowledgeBase``'s lock.
+    """
+    return 8 * len(os.sched_getaffinity(0))
 
 
 def parse_auth(auth: str) -> tuple[str, str] | None:
@@ -407,19 +482,26 @@ def launch(
     """
     started = time.perf_counter()
     auth = parse_auth(settings.auth)
+    if auth is None and settings.host not in LOCAL_HOSTS:
+        print(
+            f"zhiwen: warning: serving on {settings.host} without --auth: anyone who reaches port "
+            f"{settings.port} can call every endpoint of the chat window, including delete and rebuild. "
+            "That is acceptable only on 127.0.0.1; set --auth-file FILE or ZHIWEN_AUTH",
+            file=sys.stderr,
+        )
     app = prepare(settings, corpus)
     api = create_api(
         app.kb, KeyStore(keys_path(settings)), login_required=auth is not None, mcp=build_mcp(app.kb)
     )
     demo = build_blocks(app)
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=chat_concurrency())
     gr.mount_gradio_app(
         api,
         demo,
         path="/",
         server_name=settings.host,
         server_port=settings.port,
-        auth=auth,
+        auth=LoginGuard(*auth) if auth else None,
         max_file_size=f"{settings.max_file_mb:g}mb",
         footer_links=[],
         css=CSS,

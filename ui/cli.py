@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from zhiwen.core.options import setting_choice, settings_options
+from zhiwen.core.options import preflight, setting_choice, settings_options
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import FinalAnswer, TextDelta
 from zhiwen.core.vocab import CHUNKERS, ROLES, STRATEGIES
@@ -82,6 +82,7 @@ def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool, rebuild: bo
     """
     from zhiwen.ingest.pipeline import ingest_paths
 
+    preflight(settings, writes_index=True)
     if not paths:
         if not Path("corpus").is_dir():
             raise click.ClickException("no PATH given and no ./corpus/ folder here; say what to ingest")
@@ -132,6 +133,7 @@ def search(settings: Settings, query: str, k: int | None, as_json: bool, **filte
     """
     from zhiwen.retriever import Retriever
 
+    preflight(settings)
     hits = Retriever(settings).search(query, k=k, filters=collect_filters(**filters))
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
@@ -174,6 +176,7 @@ def ask(
     from zhiwen.retriever import Retriever
     from zhiwen.retriever.answer import ask as ask_question
 
+    preflight(settings)
     stream = ask_question(
         question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters)
     )
@@ -290,6 +293,16 @@ def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
             )
 
 
+def read_auth_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> str | None:
+    """The ``USER:PASSWORD`` on the first line of ``--auth-file``, so the password stays out of ``ps``."""
+    if value is None:
+        return None
+    try:
+        return value.read_text(encoding="utf-8").strip().splitlines()[0]
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise click.BadParameter(f"{value}: cannot read USER:PASSWORD from it ({exc})") from None
+
+
 @main.command()
 @server_options
 @click.option(
@@ -297,7 +310,15 @@ def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
     "set_auth",
     default=None,
     metavar="USER:PASSWORD",
-    help="Require a login (or set ZHIWEN_AUTH); for shared deployments.",
+    help="Require a login; visible to anyone who runs `ps`, so prefer --auth-file or ZHIWEN_AUTH.",
+)
+@click.option(
+    "--auth-file",
+    "auth_from_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    callback=read_auth_file,
+    help="Read USER:PASSWORD from the first line of this file (or set ZHIWEN_AUTH in the environment).",
 )
 @click.option(
     "--corpus",
@@ -308,14 +329,18 @@ def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the chat window in a browser.")
 @settings_options
-def serve(settings: Settings, corpus: Path, open_browser: bool) -> None:
+def serve(settings: Settings, corpus: Path, open_browser: bool, auth_from_file: str | None) -> None:
     """Open the chat window (Gradio) on http://HOST:PORT, with the HTTP API on the same port.
 
     With no index yet, indexes CORPUS first and shows the progress. The API (/api/v1, /v1, /retrieval,
-    /mcp, docs at /docs) is described under `zhiwen api`.
+    /mcp, docs at /docs) is described under `zhiwen api`. Wrong logins are rate-limited: after 5
+    within a minute, logins are refused for a minute.
     """
     from zhiwen.ui.app import launch
 
+    if auth_from_file is not None:
+        settings = settings.replace(auth=auth_from_file)
+    preflight(settings, writes_index=True)
     launch(settings, corpus=corpus, open_browser=open_browser)
 
 
@@ -331,6 +356,7 @@ def api(settings: Settings) -> None:
     from .kb import open_knowledge_base
 
     started = time.perf_counter()
+    preflight(settings)
     kb, _ = open_knowledge_base(settings)
     _serve_api(kb, "API", started)
 
@@ -422,6 +448,8 @@ def info(settings: Settings) -> None:
     from zhiwen.core.index import read_manifest
 
     shown = {k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"}
+    if settings.auth:
+        shown["auth"] = settings.auth.partition(":")[0] + ":***"
     click.echo(json.dumps(shown, ensure_ascii=False, indent=1))
     manifest = read_manifest(settings.index_dir)
     if manifest is None:
@@ -429,6 +457,25 @@ def info(settings: Settings) -> None:
     else:
         manifest.pop("documents", None)
         click.echo(json.dumps(manifest, ensure_ascii=False, indent=1))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only report; leave CURRENT as it is.")
+@settings_options
+def doctor(settings: Settings, dry_run: bool) -> None:
+    """Check every file of the live index generation; if it is broken, go back to the newest healthy one.
+
+    Checks the CURRENT pointer, the manifest, the store (SQLite integrity and counts), the dense index and
+    the BM25 arrays. When nothing healthy is left, `zhiwen ingest --rebuild` rebuilds from the stored texts.
+    Exits 1 when the live generation was broken.
+    """
+    from zhiwen.ingest.store import doctor as check
+
+    report = check(settings.index_dir, fix=not dry_run)
+    for line in report.lines(fixed=not dry_run):
+        click.echo(line, err=not report.healthy and line.startswith("problem"))
+    if not report.healthy:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

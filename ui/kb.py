@@ -92,29 +92,30 @@ class KnowledgeBase:
 
     def documents(self) -> list[dict[str, Any]]:
         """One entry per indexed document: doc_id, title, chunk count and metadata."""
-        gen = self.retriever.generation
-        counts = Counter(gen.doc_ids.tolist())
-        return [
-            {"doc_id": d.doc_id, "title": d.title, "chunks": counts[d.doc_id], "meta": d.meta}
-            for d in gen.documents()
-        ]
+        with self.retriever.pinned() as gen:
+            counts = Counter(gen.doc_ids.tolist())
+            return [
+                {"doc_id": d.doc_id, "title": d.title, "chunks": counts[d.doc_id], "meta": d.meta}
+                for d in gen.documents()
+            ]
 
     def document(self, doc_id: str) -> tuple[Document, list[Chunk]] | None:
         """The document ``doc_id`` with its chunks in reading order, or None when it is not indexed."""
-        gen = self.retriever.generation
-        doc = gen.document(doc_id)
-        if doc is None:
-            return None
-        rows = [int(r) for r in (gen.doc_ids == doc_id).nonzero()[0]]
-        return doc, gen.chunks(rows)
+        with self.retriever.pinned() as gen:
+            doc = gen.document(doc_id)
+            if doc is None:
+                return None
+            rows = [int(r) for r in (gen.doc_ids == doc_id).nonzero()[0]]
+            return doc, gen.chunks(rows)
 
     def passage(self, chunk_id: str) -> Chunk | None:
-        return self.retriever.generation.chunk_by_id(chunk_id)
+        with self.retriever.pinned() as gen:
+            return gen.chunk_by_id(chunk_id)
 
     def counts(self) -> tuple[int, int]:
         """How many documents and chunks the live index holds."""
-        gen = self.retriever.generation
-        return len(gen.doc_meta), len(gen.doc_ids)
+        with self.retriever.pinned() as gen:
+            return len(gen.doc_meta), len(gen.doc_ids)
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -140,21 +141,23 @@ class KnowledgeBase:
                 reason = f"unsupported file type; Zhiwen reads {' '.join(SUPPORTED_SUFFIXES)}"
                 results.append(FileResult(path.name, "unsupported", reason))
         report = None
-        if supported:
-            with self._writing:
-                report = ingest_paths(
-                    supported, self.settings, progress=False, embedder=self.retriever.embedder
-                )
-                self.retriever.refresh()
-            failed = {Path(path).name: reason for path, reason in report.failed}
-            for path in supported:
-                if path.name in failed:
-                    results.append(FileResult(path.name, "failed", failed[path.name]))
-                else:
-                    path.replace(self.uploads_dir / path.name)
-                    results.append(FileResult(path.name, _outcome(report, path.name)))
-        for folder in {p.parent for p in staged}:
-            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            if supported:
+                with self._writing:
+                    report = ingest_paths(
+                        supported, self.settings, progress=False, embedder=self.retriever.embedder
+                    )
+                    self.retriever.refresh()
+                failed = {Path(path).name: reason for path, reason in report.failed}
+                for path in supported:
+                    if path.name in failed:
+                        results.append(FileResult(path.name, "failed", failed[path.name]))
+                    else:
+                        path.replace(self.uploads_dir / path.name)
+                        results.append(FileResult(path.name, _outcome(report, path.name)))
+        finally:  # staged files never linger, whatever happened
+            for folder in {p.parent for p in staged}:
+                shutil.rmtree(folder, ignore_errors=True)
         return results, report
 
     def delete(self, doc_id: str) -> IngestReport:
