@@ -236,7 +236,12 @@ def test_table_and_report_show_every_run_and_question(tmp_path):
         "ndcg@3",
         "ms/q",
     ]
-    assert [line.split()[2] for line in lines[lines.index(header) + 1 :]] == ["bm25", "dense"]
+    rows = [line.split()[:3] for line in lines[lines.index(header) + 1 :]]
+    assert rows == [  # every run, then every run per kind of question
+        [level, "window", strategy]
+        for level in ("span", "span:direct", "span:paraphrase")
+        for strategy in ("bm25", "dense")
+    ]
     page = write_report(result, tmp_path).read_text(encoding="utf-8")
     assert (tmp_path / "recall_at_k.png").stat().st_size > 1000
     assert (tmp_path / "table.png").stat().st_size > 1000
