@@ -230,8 +230,10 @@ def test_headline_questions_about_subjects_the_kb_lacks_are_refused_by_name(retr
         answer = final(ask(question, retriever))
         assert answer.refused and answer.refusal.rule == "subject", (question, answer.answer)
         assert f"知识库没有提到“{word}”" in answer.answer and not answer.citations
+    # 外地 and 打工 appear nowhere either, but they are plain words: the paraphrase is not refused (which
+    # passage answers it is retrieval's business, measured by `zhiwen eval --dataset refusal`)
     answer = final(ask("外地来城里打工的人能办什么专门的贷款？", retriever))
-    assert not answer.refused and "新市民" in answer.answer, "a plain-language paraphrase is answered"
+    assert not answer.refused and answer.citations, answer.answer
 
 
 def test_marker_less_sentences_copied_from_a_passage_are_attributed_to_it():
