@@ -1,8 +1,11 @@
 """Refusal: calibrate the answer threshold on a question set's negatives, and measure it.
 
 A question is refused when it names a term of art the knowledge base never mentions
-(``zhiwen.retriever.topics``), when no retrieved passage is in its scope (year, issuing body), or when
-the best in-scope passage's relevance is below the threshold (``zhiwen.retriever.answer.Evidence``).
+(``zhiwen.retriever.topics``), when its subject word is nowhere in the knowledge base
+(``zhiwen.retriever.answerability``: outright for a Latin word, else by a higher bar), when no retrieved
+passage is in its scope (year, issuing body), or when the best in-scope passage's relevance is below the
+threshold (``zhiwen.retriever.answer.Evidence``). ``refusal_lines`` prints the table per rule and per
+question category, with the hardest misses each way.
 The calibration sweeps the threshold over the relevances seen and keeps the one refusing the most
 negatives among those that refuse at most ``max_false_refusals`` of the answerable ones.
 
