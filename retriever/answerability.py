@@ -43,6 +43,7 @@ from .topics import Glossary
 MIN_IDF = 12.0
 COMPOUND_BONUS = 2.0
 _NOUN = re.compile(r"^(n|vn|j|eng)")  # nouns (n, nr, ns, nt, nz), verbal nouns, abbreviations, Latin
+_FUNCTION = re.compile(r"^(u|p|c|r|d|y|e|o|m|q|f)")  # particles, prepositions, pronouns, numbers …
 _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 _QUOTED = re.compile(r"[“《「]([^”》」]{2,20})[”》」]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -122,17 +123,37 @@ def subjects(question: str, glossary: Glossary, english: bool = False) -> list[S
 
 
 def joined_words(text: str) -> list[tuple[str, bool]]:
-    """``text`` as (word, is a noun) in order, dictionary words of the domain dictionary; a one-character
-    noun after a noun joins it (房地产 + 税 → 房地产税), as it names what kind of thing the noun is."""
+    """``text`` as (word, is a noun) in order, dictionary words of the domain dictionary.
+
+    A one-character noun after a noun joins it (房地产 + 税 → 房地产税): it names what kind of thing the
+    noun is. A run of single characters around a noun is a word jieba's dictionary lacks (重疾险 comes
+    out as 重/疾/险): it is joined into one noun, as specific as a word can be.
+    """
+    tagged = [(p.word, p.flag) for p in _tagger().cut(text, HMM=False)]
     words: list[tuple[str, bool]] = []
-    for pair in _tagger().cut(text, HMM=False):
-        word = pair.word.strip()
-        noun = bool(_NOUN.match(pair.flag)) or bool(_LATIN.fullmatch(word))
+    at = 0
+    while at < len(tagged):
+        end = at
+        while end < len(tagged) and _loose_character(*tagged[end]):
+            end += 1
+        run = tagged[at:end]
+        if len(run) > 1 and any(_NOUN.match(flag) for _, flag in run):
+            words.append(("".join(w for w, _ in run), True))
+            at = end
+            continue
+        word, flag = tagged[at]
+        noun = bool(_NOUN.match(flag)) or bool(_LATIN.fullmatch(word.strip()))
         if noun and len(word) == 1 and words and words[-1][1]:
             words[-1] = (words[-1][0] + word, True)
         else:
-            words.append((pair.word, noun))
+            words.append((word, noun))
+        at += 1
     return words
+
+
+def _loose_character(word: str, flag: str) -> bool:
+    """A single character that may be a piece of an unknown word: not a function word or punctuation."""
+    return len(word) == 1 and bool(_CJK.match(word)) and not _FUNCTION.match(flag) and word not in stopwords()
 
 
 def _dropped(word: str, drop: frozenset[str], cues: frozenset[str]) -> bool:
