@@ -16,9 +16,10 @@ one (个人住房贷款 covers 住房贷款); an occurrence that runs on into a 
 房地产税, 国债 inside 国债期货) does not count. A glossary alias counts too (央行 for 人民银行).
 
 ``uncovered_subject`` returns the most specific subject word when the knowledge base lacks it. A word in
-Latin letters in a Chinese question (ATM, App) or a quoted one (“…”, 《…》) names a thing exactly: its
-absence is ``decisive``. A Chinese word may be a plain-language paraphrase (外地来城里打工的人 for
-新市民): its absence only raises the bar the passages must clear (``answer.SUBJECT_MARGIN``).
+Latin letters in a Chinese question (ATM, App) names a thing exactly: its absence is ``decisive``. A
+Chinese word may be a plain-language paraphrase (外地来城里打工的人 for 新市民): its absence only raises
+the bar the passages must clear (``answer.SUBJECT_MARGIN``). A quoted name (“…”, 《…》) is the most
+specific subject of all, and covered by any verbatim occurrence: the user quotes the exact words.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ Contexts = Callable[[str], Iterable[str]]  # term -> passages of the knowledge b
 @dataclass(frozen=True)
 class Subject:
     """One word a question asks about; ``specificity`` is its general-language IDF; ``decisive`` means
-    it names one thing exactly (Latin letters in a Chinese question, or quoted)."""
+    it names one thing exactly (Latin letters in a Chinese question); ``quoted`` that the question quotes
+    it."""
 
     word: str
     specificity: float
     decisive: bool = False
+    quoted: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -114,7 +117,7 @@ def subjects(question: str, glossary: Glossary, english: bool = False) -> list[S
         for word, noun in joined_words(text)
         if noun and not _dropped(word, drop, cues) and (len(word) > 1 or _LATIN.fullmatch(word))
     ]
-    found = [Subject(q, math.inf, True) for q in _QUOTED.findall(question)]
+    found = [Subject(q, math.inf, quoted=True) for q in _QUOTED.findall(question)]
     for word in dict.fromkeys(words):
         latin = bool(_LATIN.search(word))
         if not (latin and english):
@@ -192,13 +195,14 @@ def covers(passage: str, word: str) -> bool:
     return False
 
 
-def covered(word: str, contexts: Contexts, glossary: Glossary) -> bool:
-    """Whether a passage of the knowledge base ``covers`` ``word`` or one of its glossary aliases.
+def covered(subject: Subject, contexts: Contexts, glossary: Glossary) -> bool:
+    """Whether a passage of the knowledge base ``covers`` ``subject`` or one of its glossary aliases (a
+    quoted subject: contains it verbatim).
 
     ``contexts(term)`` gives the knowledge base's passages (and titles) containing ``term`` verbatim.
     """
-    names = [word, *glossary.aliases(word)]
-    return any(covers(passage, name) for name in names for passage in contexts(name))
+    names = [subject.word, *glossary.aliases(subject.word)]
+    return any(subject.quoted or covers(passage, name) for name in names for passage in contexts(name))
 
 
 def uncovered_subject(
@@ -207,11 +211,11 @@ def uncovered_subject(
     """The subject word of ``question`` the knowledge base lacks, or None.
 
     That is the most specific subject word when it is at least ``MIN_IDF`` specific and uncovered, else
-    the first decisive word (Latin or quoted) that is uncovered.
+    the first decisive word (Latin) that is uncovered.
     """
     found = subjects(question, glossary, english)
     top = [s for s in found[:1] if s.specificity >= MIN_IDF]
     for subject in top + [s for s in found if s.decisive and s not in top]:
-        if not covered(subject.word, contexts, glossary):
+        if not covered(subject, contexts, glossary):
             return subject
     return None

@@ -85,3 +85,10 @@ def test_judge_verdicts_are_read_from_the_reply():
     assert parse_verdict("能") == "yes"
     assert parse_verdict("Partly: the passages mention cars.") == "partly"
     assert parse_verdict("我不确定") == "unclear"
+
+
+def test_a_quoted_name_is_covered_by_its_verbatim_occurrence_and_never_decisive():
+    glossary = load_glossary()
+    assert uncovered_subject("“汽车消费金融”有哪些支持？", contexts, glossary) is None
+    missing = uncovered_subject("“清廉蜀风”品牌是哪一年创建的？", contexts, glossary)
+    assert missing is not None and missing.quoted and not missing.decisive
