@@ -138,6 +138,14 @@ class Generation:
             self.mentioned[term] = row is not None
         return self.mentioned[term]
 
+    def passages_with(self, term: str, limit: int = 50) -> list[str]:
+        """Up to ``limit`` documents' texts and titles that contain ``term`` verbatim, to see how it is used."""
+        rows = self.db.execute(
+            "SELECT text, title FROM documents WHERE instr(text, ?) > 0 OR instr(title, ?) > 0 LIMIT ?",
+            (term, term, limit),
+        )
+        return [part for row in rows for part in row if term in part]
+
     def close(self) -> None:
         """Close the database and drop the memory maps, so no handle on the generation's files stays."""
         self.db.close()

@@ -17,7 +17,8 @@ _WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]")
 
 
 @lru_cache(maxsize=1)
-def _tokenizer() -> jieba.Tokenizer:
+def domain_tokenizer() -> jieba.Tokenizer:
+    """jieba with the domain dictionary (``data/userdict.txt``), shared by BM25 and question analysis."""
     jieba.setLogLevel(logging.WARNING)
     tok = jieba.Tokenizer()
     with resources.as_file(resources.files("zhiwen.core") / "data" / "userdict.txt") as path:
@@ -36,6 +37,6 @@ def tokenize(text: str) -> list[str]:
     stop = stopwords()
     return [
         word
-        for word in (w.strip().lower() for w in _tokenizer().cut_for_search(text))
+        for word in (w.strip().lower() for w in domain_tokenizer().cut_for_search(text))
         if word and word not in stop and _WORDLIKE.search(word)
     ]

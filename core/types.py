@@ -141,16 +141,17 @@ class Citation(Passage):
     n: int = field(kw_only=True)
 
 
-RefusalRule = Literal["topic", "scope", "relevance"]
+RefusalRule = Literal["topic", "subject", "scope", "relevance", "judge"]
 
 
 @dataclass(frozen=True)
 class Refusal:
     """Why a question is not answered.
 
-    ``rule``: ``topic`` (the question names a term of art no document mentions), ``scope`` (no passage
-    is of the year or issuing body it names) or ``relevance`` (the best passage in scope is below the
-    threshold). ``relevance`` is the best in-scope passage's dense relevance (0 when none is in scope);
+    ``rule``: ``topic`` (the question names a term of art no document mentions), ``subject`` (its most
+    specific subject word appears nowhere in the knowledge base), ``scope`` (no passage is of the year or
+    issuing body it names), ``relevance`` (the best passage in scope is below the threshold) or ``judge``
+    (the LLM judged that the passages do not answer it). ``relevance`` is the best in-scope passage's dense relevance (0 when none is in scope);
     ``detail`` names the missing terms or the scope, for the message.
     """
 

@@ -206,44 +206,21 @@ def run_command(
     indexed = settings.replace(
         chunker=chunkers[0], index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0]
     )
-    if not result.negatives and settings.glossary:
-        # Every question of a set without negatives is answerable: the topic check must let them through.
-        retriever = Retriever(indexed)
-        flagged = [(q.qid, retriever.uncovered_topics(q.query)) for q in data.queries]
-        flagged = [(qid, terms) for qid, terms in flagged if terms]
-        output["topic_check"] = {"questions": len(data.queries), "refused": dict(flagged)}
-        lines.append(
-            f"topic check: {len(flagged)} of {len(data.queries)} answerable questions name a glossary term "
-            f"the corpus never mentions (they would be refused)"
-            + ("; e.g. " + ", ".join(f"{qid} {'/'.join(t)}" for qid, t in flagged[:5]) if flagged else "")
-        )
-    if result.negatives:
-        from .refusal import RULES, calibrate, question_features, score_threshold
+    from .refusal import calibrate, question_features, refusal_lines, score_threshold
 
-        features = question_features(data, Retriever(indexed))
-        measured = [score_threshold(features, settings.refusal_threshold)]
-        if calibrate_refusal:
-            measured.append(calibrate(features))
-        output["refusal"] = [vars(m) for m in measured]
-        for label, m in zip(("refusal", "calibrated"), measured, strict=False):
-            lines.append(
-                f"{label} (threshold {m.threshold:.4f}, {chunkers[0]}): precision {m.precision:.3f}, "
-                f"recall {m.recall:.3f} ({m.negatives} negatives; {m.false_refusals} of {m.positives} "
-                "answerable questions refused)"
-            )
-        ruled = [(neg, found.ruled.rule) for neg, found in features if found.ruled]
-        by_rule = {
-            rule: (ruled.count((True, rule)), ruled.count((False, rule)))
-            for rule in RULES
-            if rule != "relevance"
-        }
-        output["refusal_rules"] = {
-            rule: {"negatives": n, "answerable": p} for rule, (n, p) in by_rule.items()
-        }
+    # Every question of a set without negatives is answerable: each refusal there is a false one.
+    features = question_features(data, Retriever(indexed))
+    measured = [score_threshold(features, settings.refusal_threshold)]
+    if calibrate_refusal and result.negatives:
+        measured.append(calibrate(features))
+    output["refusal"] = [vars(m) for m in measured]
+    for label, m in zip(("refusal", "calibrated"), measured, strict=False):
         lines.append(
-            "refused regardless of threshold: "
-            + "; ".join(f"{rule} {n} negatives, {p} answerable" for rule, (n, p) in by_rule.items())
+            f"{label} (threshold {m.threshold:.4f}, {chunkers[0]}): precision {m.precision:.3f}, "
+            f"recall {m.recall:.3f} ({m.negatives} negatives; {m.false_refusals} of {m.positives} "
+            f"answerable questions refused, {m.false_refusals / max(1, m.positives):.1%})"
         )
+    lines += refusal_lines(data, features, settings.refusal_threshold)
     click.echo(json.dumps(output, ensure_ascii=False, indent=2) if as_json else "\n".join(lines))
     written = write_trec(result, trec_dir) if trec_dir else []
     if report_dir:

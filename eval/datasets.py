@@ -34,6 +34,10 @@ GOLDEN_CORPUS = REPO / "corpus"
 HOLDOUT_PATH = REPO / "eval" / "data" / "holdout.jsonl"
 # English and mixed-language versions of golden questions (``source_qid`` names the Chinese original).
 ENGLISH_PATH = REPO / "eval" / "data" / "english.jsonl"
+# Written blind, from corpus/ alone, to measure refusal: negatives by ``category`` (in-domain terms the
+# reports never mention, near-topic questions sharing a word with them, everyday off-topic finance) and
+# answerable paraphrases with gold spans. Measured on, not tuned on.
+REFUSAL_PATH = REPO / "eval" / "data" / "refusal.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -160,7 +164,8 @@ def load_golden(
 
     Each span is located with ``str.find`` in the loaded text (the text chunk offsets refer to); a span
     that is not an exact substring of its document is an error naming the line to fix. A row's
-    ``source_qid`` (the Chinese original of an English question) is kept in ``meta``.
+    ``source_qid`` (the Chinese original of an English question) and ``category`` (of a refusal-set
+    question) are kept in ``meta``.
     """
     documents = load_corpus(corpus_dir)
     texts = {doc.doc_id: doc.text for doc in documents}
@@ -176,9 +181,9 @@ def load_golden(
                 problems.append(f"{golden_path}:{number}: {row['qid']} gold {i} ({gold['doc_id']}): {what}")
             spans.append(Gold(f"{row['qid']}#s{i}", gold["doc_id"], gold["span"], locations))
         kind = row.get("type", "direct")
-        meta = {"note": row.get("note", "")} | (
-            {"source_qid": row["source_qid"]} if "source_qid" in row else {}
-        )
+        meta = {"note": row.get("note", "")} | {
+            key: row[key] for key in ("source_qid", "category") if key in row
+        }
         queries.append(Query(row["qid"], row["query"], kind, {"span": tuple(spans)}, meta))
     if problems:
         raise DatasetError("golden spans must be exact substrings of corpus files:\n" + "\n".join(problems))
@@ -280,7 +285,7 @@ EXTERNAL = {
     "stard": ("corpora/lawrefbook_articles.jsonl.gz", "stard_statutes/queries.dev.jsonl", 15000),
 }
 GROUP_BY = {"stard": "law"}
-DATASETS = ("golden", "holdout", *EXTERNAL)
+DATASETS = ("golden", "holdout", "refusal", *EXTERNAL)
 
 
 def load_dataset(
@@ -290,7 +295,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole
@@ -300,6 +305,8 @@ def load_dataset(
         return load_golden(limit=limit)
     if name == "holdout":
         return load_golden(HOLDOUT_PATH, limit=limit, name="holdout")
+    if name == "refusal":
+        return load_golden(REFUSAL_PATH, limit=limit, name="refusal")
     if name not in EXTERNAL:
         raise DatasetError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     root = evaldata or default_evaldata()

@@ -1,8 +1,11 @@
 """Refusal: calibrate the answer threshold on a question set's negatives, and measure it.
 
 A question is refused when it names a term of art the knowledge base never mentions
-(``zhiwen.retriever.topics``), when no retrieved passage is in its scope (year, issuing body), or when
-the best in-scope passage's relevance is below the threshold (``zhiwen.retriever.answer.Evidence``).
+(``zhiwen.retriever.topics``), when its subject word is nowhere in the knowledge base
+(``zhiwen.retriever.answerability``: outright for a Latin word, else by a higher bar), when no retrieved
+passage is in its scope (year, issuing body), or when the best in-scope passage's relevance is below the
+threshold (``zhiwen.retriever.answer.Evidence``). ``refusal_lines`` prints the table per rule and per
+question category, with the hardest misses each way.
 The calibration sweeps the threshold over the relevances seen and keeps the one refusing the most
 negatives among those that refuse at most ``max_false_refusals`` of the answerable ones.
 
@@ -25,7 +28,7 @@ from zhiwen.retriever.answer import Evidence, evidence
 
 from .datasets import EXTERNAL, Dataset, _read_jsonl, default_evaldata
 
-RULES = ("topic", "scope", "relevance")  # the refusal rules, in the order they are checked
+RULES = ("topic", "subject", "scope", "relevance")  # the refusal rules, in the order they are checked
 Features = list[tuple[bool, Evidence]]  # per question: (is negative, what refusal rests on)
 
 
@@ -41,7 +44,10 @@ class Calibration:
 
 def question_evidence(question: str, retriever: Retriever, k: int = 5) -> Evidence:
     """The ``Evidence`` the answer path weighs for ``question``."""
-    return evidence(question, retriever.search(question, k=k), retriever.uncovered_topics(question))
+    hits = retriever.search(question, k=k)
+    return evidence(
+        question, hits, retriever.uncovered_topics(question), retriever.uncovered_subject(question)
+    )
 
 
 def question_features(dataset: Dataset, retriever: Retriever, k: int = 5) -> Features:
@@ -81,6 +87,38 @@ def calibrate(features: Features, max_false_refusals: float = 0.02) -> Calibrati
         cal for cal in (score_threshold(features, t) for t in candidates) if cal.false_refusals <= budget
     ]
     return max(allowed, key=lambda cal: (cal.recall, cal.threshold))
+
+
+def refusal_lines(dataset: Dataset, features: Features, threshold: float, hardest: int = 10) -> list[str]:
+    """The refusal table of one set at ``threshold``: per rule and per question category, then the
+    ``hardest`` misses each way (negatives answered, most relevant first; answerable ones refused)."""
+    decided = [
+        (q, found, found.refusal(threshold)) for q, (_, found) in zip(dataset.queries, features, strict=True)
+    ]
+    lines = ["refusals by rule at threshold " + f"{threshold:.4f} (negatives / answerable):"]
+    for rule in RULES:
+        negatives = sum(1 for q, _, r in decided if r and r.rule == rule and q.negative)
+        answerable = sum(1 for q, _, r in decided if r and r.rule == rule and not q.negative)
+        lines.append(f"  {rule:<10} {negatives:>4} / {answerable}")
+    categories: dict[str, list[bool]] = {}
+    for q, _, r in decided:
+        category = q.meta.get("category") or ("negative" if q.negative else "answerable")
+        categories.setdefault(category, []).append(r is not None)
+    lines.append("refused by question category:")
+    lines += [f"  {c:<12} {sum(v):>4} of {len(v):<4} ({sum(v) / len(v):.0%})" for c, v in categories.items()]
+    missed = sorted((q for q in decided if q[0].negative and not q[2]), key=lambda d: -d[1].relevance)
+    if missed:
+        lines.append(f"hardest negatives answered (of {len(missed)}):")
+        lines += [f"  {q.qid} {found.relevance:.3f} {q.query}" for q, found, _ in missed[:hardest]]
+    wrong = sorted((q for q in decided if not q[0].negative and q[2]), key=lambda d: -d[1].relevance)
+    if wrong:
+        lines.append(f"hardest answerable questions refused (of {len(wrong)}):")
+        lines += [
+            f"  {q.qid} {found.relevance:.3f} {r.rule}:{r.detail} {q.query}"
+            for q, found, r in wrong[:hardest]
+            if r
+        ]
+    return lines
 
 
 def refuses(question: str, retriever: Retriever, threshold: float, k: int = 5) -> bool:

@@ -4,9 +4,14 @@ The answer is built from the top passages only: their most relevant sentences, g
 reading order, each followed by its marker ``[n]``. Every citation is an exact slice of its document.
 Deterministic and cheap (no model call beyond retrieval).
 
-Refusal has three rules, checked in order (``Evidence.refusal``): ``topic`` (the question names a term of
-art no document mentions), ``scope`` (no passage is of the year or issuing body the question names) and
-``relevance`` (the best in-scope passage's dense relevance is below the calibrated threshold).
+Refusal has four rules, checked in order (``Evidence.refusal``): ``topic`` (the question names a term of
+art no document mentions), ``subject`` (the question's most specific subject word appears nowhere in the
+knowledge base, see ``answerability``: decisive for a Latin or quoted word, otherwise it raises the
+relevance bar by ``SUBJECT_MARGIN``), ``scope`` (no passage is of the year or issuing body the question
+names) and ``relevance`` (the best in-scope passage's dense relevance is below the calibrated threshold).
+A year, an issuing body or a generic word the passages share with the question is no evidence: none of
+them is a subject word. A refusal for a missing subject says what the knowledge base covers nearby
+(``near_miss``), never as the answer.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from dataclasses import dataclass, replace
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from zhiwen.core.settings import Settings
+from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuers_named, years_named
 
+from .answerability import Subject, pieces
 from .compose import Library, compose, wanted_roles
 from .intent import understand
+from .judge import judge
 from .llm import chat_model_from_settings, stream_llm_answer
 from .search import Retriever
 
@@ -62,6 +70,12 @@ def _acts(body: str, text: str) -> bool:
 
 
 _SENTENCE_STARTS = re.compile(r"[。！？；，\n]")
+
+
+# How much more relevant the best passage must be when the question's most specific subject word is
+# absent from the knowledge base: the passage then matches the question only through other words.
+# Chosen on the golden set (within its false-refusal budget), never on the refusal or holdout sets.
+SUBJECT_MARGIN = 0.015
 MAX_CITATIONS = 4
 RELATIVE_CUTOFF = 0.6  # cited when its score is in the top 40% of the range between the worst and best hit
 
@@ -75,33 +89,55 @@ def relevance(hit: Hit) -> float:
 class Evidence:
     """What the refusal decision rests on for one question and its retrieved hits.
 
-    ``relevance`` is the best in-scope hit's relevance (0 when no hit is in scope); ``ruled`` is a topic
-    or scope refusal, which no threshold overrides. Calibration sweeps thresholds over these.
+    ``relevance`` is the best in-scope hit's relevance (0 when no hit is in scope); ``ruled`` is a topic,
+    subject or scope refusal, which no threshold overrides; ``unsupported`` is the question's subject word
+    no document uses (it raises the threshold by ``SUBJECT_MARGIN``). Calibration sweeps thresholds over
+    these.
     """
 
     relevance: float
     ruled: Refusal | None = None
+    unsupported: str = ""
 
     def refusal(self, threshold: float) -> Refusal | None:
         """The refusal at ``threshold``, or None when the question is answered."""
         if self.ruled is not None:
             return self.ruled
+        if self.unsupported and self.relevance < threshold + SUBJECT_MARGIN:
+            return Refusal("subject", self.relevance, self.unsupported)
         if self.relevance < threshold:
             return Refusal("relevance", self.relevance, f"{self.relevance:.3f} < {threshold:.3f}")
         return None
 
 
-def evidence(question: str, hits: Sequence[Hit], missing: Sequence[str] = ()) -> Evidence:
+def evidence(
+    question: str, hits: Sequence[Hit], missing: Sequence[str] = (), subject: Subject | None = None
+) -> Evidence:
     """The ``Evidence`` for ``question``: ``missing`` are the terms of art it names that the knowledge base
-    never mentions (``Retriever.uncovered_topics``)."""
+    never mentions (``Retriever.uncovered_topics``), ``subject`` its subject word no document uses
+    (``Retriever.uncovered_subject``)."""
     scope = Scope.of(question)
     in_scope = [relevance(h) for h in hits if scope.admits(h)]
     best = max(in_scope, default=0.0)
     if missing:
         return Evidence(best, Refusal("topic", best, "、".join(missing)))
+    if subject is not None and subject.decisive:
+        return Evidence(best, Refusal("subject", best, subject.word))
     if not in_scope:
         return Evidence(best, Refusal("scope", best, scope.describe()))
-    return Evidence(best)
+    return Evidence(best, unsupported=subject.word if subject else "")
+
+
+def near_miss(word: str, hits: Sequence[Hit]) -> str:
+    """What the knowledge base says nearest to ``word`` it lacks: the first sentence of the top hits that
+    shares a piece of it (汽车消费 for 车辆购置税), shortened; "" when none shares anything."""
+    for part in pieces(word):
+        for hit in hits[:3]:
+            for sentence in sentences(hit.text):
+                if part in sentence[0]:
+                    found = sentence[0].strip()
+                    return found[:40] + ("……" if len(found) > 40 else "")
+    return ""
 
 
 def refusal_threshold(question: str, settings: Settings) -> float:
@@ -110,14 +146,20 @@ def refusal_threshold(question: str, settings: Settings) -> float:
     return settings.refusal_threshold_english if understand(question).english else settings.refusal_threshold
 
 
-def answerable(question: str, hits: list[Hit], threshold: float, missing: Sequence[str] = ()) -> list[Hit]:
+def answerable(
+    question: str,
+    hits: list[Hit],
+    threshold: float,
+    missing: Sequence[str] = (),
+    subject: Subject | None = None,
+) -> list[Hit]:
     """The hits an answer may cite: in the question's scope, and relevant enough; empty means refuse.
 
     The question must name no term the knowledge base lacks (``missing``), and the best in-scope hit
     must reach ``threshold`` (calibrated on the golden set's negative questions, see
     ``zhiwen eval --calibrate-refusal``); the others must score close to it.
     """
-    if evidence(question, hits, missing).refusal(threshold):
+    if evidence(question, hits, missing, subject).refusal(threshold):
         return []
     scope = Scope.of(question)
     in_scope = [h for h in hits if scope.admits(h)]
@@ -137,21 +179,35 @@ def ask(
 ) -> Iterator[AnswerEvent]:
     """Answer ``question``: yields ``TextDelta`` pieces as they stream (LLM mode only), then ``FinalAnswer``.
 
-    Retrieval, scope checks and refusal are the same in both modes; the LLM only phrases an answer from
-    passages the extractive path accepted, and its answer is checked before it is returned.
+    Retrieval, scope checks and refusal are the same in both modes. With the LLM, it first judges whether
+    the passages the extractive path accepted answer the question (``judge``): "no" refuses, "partly"
+    answers with a warning; the offline rules stay the floor (the judge never answers what they refused).
+    The LLM then phrases an answer from those passages, checked before it is returned.
     """
     with retriever.pinned() as generation:  # hits, topics and document texts from one generation
         hits = retriever.search(question, k=k or retriever.settings.top_k, filters=filters)
         missing = retriever.uncovered_topics(question)
+        subject = retriever.uncovered_subject(question)
         threshold = refusal_threshold(question, retriever.settings)
-        answer = extractive_answer(question, hits, threshold, missing, generation)
+        answer = extractive_answer(question, hits, threshold, missing, generation, subject)
     if answer.refused or not use_llm:
         yield FinalAnswer(answer)
         return
     accepted = {c.chunk_id for c in answer.citations}
     model = chat_model or chat_model_from_settings(retriever.settings)
+    passages = [h for h in hits if h.chunk_id in accepted]
+    verdict = judge(question, passages, model)
+    if verdict == "no":
+        best = max((relevance(h) for h in passages), default=0.0)
+        refusal = Refusal("judge", best, "LLM 判断检索到的段落不能回答这个问题")
+        text = REFUSAL + "检索到的段落谈的不是这个问题。以下段落可能相关，仅供参考。"
+        yield FinalAnswer(Answer(text, "llm", related=tuple(hits[:3]), refusal=refusal))
+        return
+    note = {"partly": "LLM 判断检索到的段落只回答了问题的一部分", "unclear": "LLM 没有给出能否回答的判断"}
     wanted = wanted_roles(understand(question))[0]
-    for event in stream_llm_answer(question, [h for h in hits if h.chunk_id in accepted], model, wanted):
+    for event in stream_llm_answer(question, passages, model, wanted):
+        if isinstance(event, FinalAnswer) and verdict in note:
+            event = FinalAnswer(replace(event.answer, warnings=(*event.answer.warnings, note[verdict])))
         if isinstance(event, TextDelta) or event.answer.citations:
             yield event
         else:
@@ -166,13 +222,14 @@ def extractive_answer(
     threshold: float,
     missing: Sequence[str] = (),
     library: Library | None = None,
+    subject: Subject | None = None,
 ) -> Answer:
-    """The answer for ``question`` from ranked ``hits``; ``missing`` as in ``answerable``.
+    """The answer for ``question`` from ranked ``hits``; ``missing`` and ``subject`` as in ``answerable``.
 
     ``library`` (the index generation) gives the documents' texts and outlines, so a list question is
     answered with every item of its enumeration (``compose``); without it, the answer quotes the passages.
     """
-    refusal = evidence(question, hits, missing).refusal(threshold)
+    refusal = evidence(question, hits, missing, subject).refusal(threshold)
     if refusal:
         scope = Scope.of(question)
         named = scope.describe()
@@ -183,9 +240,12 @@ def extractive_answer(
         )
         if missing:
             why += "知识库中的文档没有提到" + "、".join(f"“{term}”" for term in missing) + "。"
+        elif refusal.rule == "subject":
+            nearby = near_miss(refusal.detail, hits)
+            why += f"知识库没有提到“{refusal.detail}”" + (f"；相关内容：{nearby}" if nearby else "") + "。"
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
-    usable = answerable(question, hits, threshold, missing)
+    usable = answerable(question, hits, threshold, missing, subject)
     scope = Scope.of(question)
     roles = wanted_roles(understand(question))
     if not any(h.meta.get("role", "done") in roles for h in usable):

@@ -178,6 +178,12 @@ def understand(question: str) -> QuestionIntent:
 
 
 @lru_cache(maxsize=1)
+def cue_words() -> frozenset[str]:
+    """Every Chinese cue of the cue file: words that say what a question wants, never what it is about."""
+    return frozenset(cue for cue in load_cues(cue_file()) if not _LATIN.search(cue))
+
+
+@lru_cache(maxsize=1)
 def generic_words() -> frozenset[str]:
     """Words that name no particular subject in these reports (金融, 党组, 全市): the [generic] section."""
     return frozenset(cue for cue, section in load_cues(cue_file()).items() if section == "generic")

@@ -29,9 +29,10 @@ from zhiwen.core.tokenize import tokenize
 from zhiwen.core.types import Hit
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 
+from .answerability import Subject, uncovered_subject
 from .hybrid import FusionParams, fuse
 from .intent import understand
-from .topics import glossary_from_settings
+from .topics import glossary_from_settings, load_glossary
 
 CANDIDATES = 100
 RERANK_DEPTH = 20
@@ -143,6 +144,15 @@ class Retriever:
         missing = glossary.uncovered(question, self.generation.mentions) if glossary else []
         english = understand(question).english
         return [term for term in missing if not (english and term.isascii())]
+
+    def uncovered_subject(self, question: str) -> Subject | None:
+        """The question's most specific subject word when no document uses it (see ``answerability``).
+
+        Aliases come from the configured glossary, or the built-in one when the glossary is off.
+        """
+        glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
+        english = understand(question).english
+        return uncovered_subject(question, self.generation.passages_with, glossary, english)
 
     def search(
         self,

@@ -47,6 +47,11 @@ class Glossary:
                 start = text.find(term, start + 1)
         return sorted(found)
 
+    def aliases(self, term: str) -> tuple[str, ...]:
+        """The other names of ``term``'s concept (empty when the glossary lacks it)."""
+        concept = self.index.get(term)
+        return () if concept is None else tuple(t for t in self.concepts[concept] if t != term)
+
     def uncovered(self, question: str, mentions: Callable[[str], bool]) -> list[str]:
         """The longest term, as the question words it, of each region the knowledge base lacks.
 

@@ -71,13 +71,14 @@ def test_questions_about_another_year_or_body_are_refused(retriever):
 
 
 def test_golden_negatives_are_refused_and_answerable_questions_are_not(retriever):
-    """All 16 golden negatives are refused (topic, scope or threshold), at most 2% of answerable ones."""
+    """All 16 golden negatives are refused (topic, subject, scope or threshold), at most 3% of answerable
+    ones (the target of the refusal issue)."""
     threshold = retriever.settings.refusal_threshold
     queries = load_golden().queries
     answered_negatives = [q.qid for q in queries if q.negative and not refuses(q.query, retriever, threshold)]
     refused_positives = [q.qid for q in queries if not q.negative and refuses(q.query, retriever, threshold)]
     assert answered_negatives == []
-    assert len(refused_positives) <= 0.02 * sum(not q.negative for q in queries), refused_positives
+    assert len(refused_positives) <= 0.03 * sum(not q.negative for q in queries), refused_positives
 
 
 def test_refusal_names_the_term_the_knowledge_base_never_mentions(retriever):
@@ -195,12 +196,44 @@ def test_real_local_llm_answer_is_checked_and_cited(retriever, corpus_texts):
 
 
 def test_llm_answer_without_backed_citations_falls_back_to_the_extractive_answer(retriever):
-    model = GenericFakeChatModel(messages=iter([AIMessage("资料中 没有 相关内容。")]))
+    model = GenericFakeChatModel(messages=iter([AIMessage("能"), AIMessage("资料中 没有 相关内容。")]))
     events = list(ask("如何支持新市民金融？", retriever, use_llm=True, chat_model=model))
     answer = events[-1].answer
     assert "".join(e.text for e in events[:-1]) == "资料中 没有 相关内容。"
     assert answer.mode == "extractive" and not answer.refused and answer.citations
     assert any("改用原文摘录" in w for w in answer.warnings)
+
+
+def test_the_llm_judge_refuses_what_the_passages_do_not_answer(retriever):
+    """The judge sees the accepted passages first; "不能" refuses without asking for an answer."""
+    model = GenericFakeChatModel(messages=iter([AIMessage("不能")]))  # a second call would fail
+    answer = final(ask("如何支持新市民金融？", retriever, use_llm=True, chat_model=model))
+    assert answer.refused and answer.refusal.rule == "judge" and not answer.citations
+    assert answer.answer.startswith("知识库中没有找到") and answer.related
+
+
+def test_a_partial_verdict_answers_with_a_warning(retriever):
+    reply = "从新市民金融需求出发，量身打造新市民专属信贷产品[1]。"
+    model = GenericFakeChatModel(messages=iter([AIMessage("部分"), AIMessage(reply)]))
+    answer = final(ask("如何支持新市民金融？", retriever, use_llm=True, chat_model=model))
+    assert not answer.refused and answer.mode == "llm" and answer.citations
+    assert any("一部分" in w for w in answer.warnings)
+
+
+def test_headline_questions_about_subjects_the_kb_lacks_are_refused_by_name(retriever):
+    """房地产税 and 购置税 appear nowhere in corpus/: the year or the word 政策 they share with passages
+    does not rescue them, and the refusal names the missing word."""
+    for question, word in (
+        ("2022年房地产税试点在哪些城市？", "房地产税"),
+        ("车辆购置税减免政策是什么？", "购置税"),
+    ):
+        answer = final(ask(question, retriever))
+        assert answer.refused and answer.refusal.rule == "subject", (question, answer.answer)
+        assert f"知识库没有提到“{word}”" in answer.answer and not answer.citations
+    # 外地 and 打工 appear nowhere either, but they are plain words: the paraphrase is not refused (which
+    # passage answers it is retrieval's business, measured by `zhiwen eval --dataset refusal`)
+    answer = final(ask("外地来城里打工的人能办什么专门的贷款？", retriever))
+    assert not answer.refused and answer.citations, answer.answer
 
 
 def test_marker_less_sentences_copied_from_a_passage_are_attributed_to_it():

@@ -150,7 +150,7 @@ def test_ask_answers_as_json_and_as_server_sent_events(open_api: Live) -> None:
         name, data = events[-1].split("\n", 1)
         assert name == "event: answer" and json.loads(data.removeprefix("data: ")) == answer
         refused = client.post("/api/v1/ask", json={"question": "火星基地的氧气供应靠什么？"}).json()
-        assert refused["refused"] and refused["refusal"]["rule"] in ("topic", "scope", "relevance")
+        assert refused["refused"] and refused["refusal"]["rule"] in ("topic", "subject", "scope", "relevance")
         no_llm = client.post("/api/v1/ask", json={"question": QUESTION, "llm": True})
         assert no_llm.status_code == 422 and "no LLM is configured" in no_llm.json()["error"]["message"]
 

@@ -29,7 +29,7 @@ from zhiwen.eval import (
 from zhiwen.eval.cli import eval_group
 from zhiwen.eval.datasets import GOLDEN_CORPUS, default_evaldata, find_all
 from zhiwen.eval.harness import score
-from zhiwen.eval.refusal import calibrate, score_threshold
+from zhiwen.eval.refusal import calibrate, refusal_lines, score_threshold
 from zhiwen.retriever import Hit
 from zhiwen.retriever.answer import Evidence
 from zhiwen.retriever.hybrid import FusionParams
@@ -454,3 +454,42 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
     }
     assert levels == {"answer", "document"}
     assert (tmp_path / "trec" / "ncpqa.document.window-hybrid.run").exists()
+
+
+def test_the_blind_refusal_set_loads_with_its_categories():
+    data = load_dataset("refusal")
+    negatives = [q for q in data.queries if q.negative]
+    assert len(negatives) == 70 and len(data.queries) == 157
+    assert {q.meta["category"] for q in negatives} == {"in-domain", "near-topic", "off-topic"}
+    assert all(g.locations for q in data.queries for g in q.gold["span"]), "every gold span is located"
+
+
+def test_refusal_table_counts_rules_and_categories_and_lists_the_hardest_misses():
+    data = load_dataset("refusal", limit=8)  # r001..r007 paraphrases, r008 an in-domain negative
+    found = [
+        Evidence(0.90),
+        Evidence(0.85, unsupported="片子"),  # below 0.842 + SUBJECT_MARGIN: refused by the subject rule
+        Evidence(0.70, Refusal("topic", 0.70, "国债")),
+        Evidence(0.88),
+        Evidence(0.80),  # below the threshold
+        Evidence(0.95),
+        Evidence(0.91),
+        Evidence(0.89),  # the negative, answered
+    ]
+    features = [(q.negative, e) for q, e in zip(data.queries, found, strict=True)]
+    lines = [line.split() for line in refusal_lines(data, features, 0.842)]
+    assert ["topic", "0", "/", "1"] in lines and ["subject", "0", "/", "1"] in lines
+    assert ["relevance", "0", "/", "1"] in lines and ["scope", "0", "/", "0"] in lines
+    assert ["paraphrase", "3", "of", "7", "(43%)"] in lines and [
+        "in-domain",
+        "0",
+        "of",
+        "1",
+        "(0%)",
+    ] in lines
+    refused = [
+        line[0]
+        for line in lines[lines.index(["hardest", "answerable", "questions", "refused", "(of", "3):"]) + 1 :]
+    ]
+    assert refused == ["r002", "r005", "r003"], "most relevant first"
+    assert ["r008", "0.890"] == lines[lines.index(["hardest", "negatives", "answered", "(of", "1):"]) + 1][:2]

@@ -1,0 +1,221 @@
+"""Answerability: is the thing a question asks about in the knowledge base at all?
+
+A dense score cannot tell "房地产税试点在哪些城市？" from an answerable question: the year and the word
+试点 land it near some passage. What settles it is the question's subject. If the most specific thing
+it names (房地产税, LPR, 车辆购置税) appears nowhere in the knowledge base, the passages it lands near
+are about something else.
+
+The subject words are the question's nouns and noun compounds (jieba POS tags over the domain
+dictionary, dictionary words only; a one-character noun joins the noun before it: 房地产 + 税). Years,
+issuing bodies, stopwords, cue words (什么时候) and the generic words of these reports (工作, 措施,
+金融) prove nothing and are dropped. Each word is weighed by how specific it is in general Chinese: its
+IDF from jieba's own dictionary frequencies (``general_idf``).
+
+The knowledge base covers a word when a passage uses it as a word of its own or as the head of a longer
+one (个人住房贷款 covers 住房贷款); an occurrence that runs on into a longer word (房地产 inside
+房地产税, 国债 inside 国债期货) does not count. A glossary alias counts too (央行 for 人民银行).
+
+``uncovered_subject`` returns the most specific subject word when the knowledge base lacks it. A word in
+Latin letters in a Chinese question (ATM, App) names a thing exactly: its absence is ``decisive``. A
+Chinese word may be a plain-language paraphrase (外地来城里打工的人 for 新市民): its absence only raises
+the bar the passages must clear (``answer.SUBJECT_MARGIN``). A quoted name (“…”, 《…》) is the most
+specific subject of all, and covered by any verbatim occurrence: the user quotes the exact words.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jieba
+import jieba.posseg
+from zhiwen.core.tokenize import domain_tokenizer, stopwords
+from zhiwen.core.vocab import issuers_named, years_named
+
+from .intent import cue_words, generic_words
+from .topics import Glossary
+
+# A subject word this specific (jieba frequency ≤ about 370 in 60 million) or more is one whose absence
+# matters; commoner words (外地 ≈ 9.6, 城市 ≈ 7.8) are how people paraphrase. Chosen on the golden set.
+MIN_IDF = 12.0
+COMPOUND_BONUS = 2.0
+_NOUN = re.compile(r"^(n|vn|j|eng)")  # nouns (n, nr, ns, nt, nz), verbal nouns, abbreviations, Latin
+_FUNCTION = re.compile(r"^(u|p|c|r|d|y|e|o|m|q|f)")  # particles, prepositions, pronouns, numbers …
+_LATIN = re.compile(r"[A-Za-z][A-Za-z0-9]+")
+_QUOTED = re.compile(r"[“《「]([^”》」]{2,20})[”》」]")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+Contexts = Callable[[str], Iterable[str]]  # term -> passages of the knowledge base that contain it
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One word a question asks about; ``specificity`` is its general-language IDF; ``decisive`` means
+    it names one thing exactly (Latin letters in a Chinese question); ``quoted`` that the question quotes
+    it."""
+
+    word: str
+    specificity: float
+    decisive: bool = False
+    quoted: bool = False
+
+
+@lru_cache(maxsize=1)
+def _general() -> jieba.Tokenizer:
+    """jieba's own dictionary, without the domain words (their frequencies are made up)."""
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    return tok
+
+
+@lru_cache(maxsize=1)
+def _tagger() -> jieba.posseg.POSTokenizer:
+    """POS tags over the domain dictionary (building one reads jieba's tag table: do it once)."""
+    return jieba.posseg.POSTokenizer(domain_tokenizer())
+
+
+def general_idf(word: str) -> float:
+    """How specific ``word`` is in general Chinese: log(total / frequency) over jieba's dictionary.
+
+    A word the dictionary lacks, or lists only as a phrase (frequency 3 or less, as jieba lists most
+    compounds), is a compound: rarer than its rarest dictionary piece, counted as ``COMPOUND_BONUS``
+    more (e² ≈ 7 times rarer). A Latin word is maximally specific.
+    """
+    tok = _general()
+    if not _CJK.search(word):
+        return math.log(tok.total)
+    freq = tok.FREQ.get(word, 0)
+    if freq > 3:
+        return math.log(tok.total / freq)
+    pieces = [p for p in tok.cut(word, HMM=False) if p != word and len(p) > 1]
+    pieces = pieces or [p for p in tok.cut_for_search(word, HMM=False) if p != word and len(p) > 1]
+    freqs = [tok.FREQ.get(p, 0) for p in pieces if tok.FREQ.get(p, 0) > 3]
+    return (
+        min(math.log(tok.total / min(freqs)) + COMPOUND_BONUS, math.log(tok.total))
+        if freqs
+        else math.log(tok.total)
+    )
+
+
+def subjects(question: str, glossary: Glossary, english: bool = False) -> list[Subject]:
+    """The words ``question`` asks about, most specific first.
+
+    ``english``: in an English question a Latin word proves nothing (the documents are Chinese).
+    """
+    text = _QUOTED.sub(" ", question)
+    for name in (*(f"{y}年" for y in years_named(question)), *issuers_named(question)):
+        text = text.replace(name, " ")
+    drop = stopwords() | generic_words()
+    cues = cue_words()
+    words = [
+        word
+        for word, noun in joined_words(text)
+        if noun and not _dropped(word, drop, cues) and (len(word) > 1 or _LATIN.fullmatch(word))
+    ]
+    found = [Subject(q, math.inf, quoted=True) for q in _QUOTED.findall(question)]
+    for word in dict.fromkeys(words):
+        latin = bool(_LATIN.search(word))
+        if not (latin and english):
+            found.append(Subject(word, general_idf(word), decisive=latin))
+    return sorted(found, key=lambda s: -s.specificity)
+
+
+def joined_words(text: str) -> list[tuple[str, bool]]:
+    """``text`` as (word, is a noun) in order, dictionary words of the domain dictionary.
+
+    A one-character noun after a noun joins it (房地产 + 税 → 房地产税): it names what kind of thing the
+    noun is. A run of single characters around a noun is a word jieba's dictionary lacks (重疾险 comes
+    out as 重/疾/险): it is joined into one noun, as specific as a word can be.
+    """
+    tagged = [(p.word, p.flag) for p in _tagger().cut(text, HMM=False)]
+    words: list[tuple[str, bool]] = []
+    at = 0
+    while at < len(tagged):
+        end = at
+        while end < len(tagged) and _loose_character(*tagged[end]):
+            end += 1
+        run = tagged[at:end]
+        if len(run) > 1 and any(_NOUN.match(flag) for _, flag in run):
+            words.append(("".join(w for w, _ in run), True))
+            at = end
+            continue
+        word, flag = tagged[at]
+        noun = bool(_NOUN.match(flag)) or bool(_LATIN.fullmatch(word.strip()))
+        if noun and len(word) == 1 and words and words[-1][1]:
+            words[-1] = (words[-1][0] + word, True)
+        else:
+            words.append((word, noun))
+        at += 1
+    return words
+
+
+def _loose_character(word: str, flag: str) -> bool:
+    """A single character that may be a piece of an unknown word: not a function word or punctuation."""
+    return len(word) == 1 and bool(_CJK.match(word)) and not _FUNCTION.match(flag) and word not in stopwords()
+
+
+def _dropped(word: str, drop: frozenset[str], cues: frozenset[str]) -> bool:
+    """A stopword, a generic word, or part of a cue (时候 of 什么时候): it names no subject."""
+    return word.lower() in drop or any(word in cue for cue in cues)
+
+
+def pieces(word: str) -> list[str]:
+    """Parts of ``word`` to look for nearby, longest first: its dictionary pieces, then its characters
+    (车辆购置税: 购置税, 车辆, 购置, then 车, 辆 …), generic words left out."""
+    tok = _general()
+    words = sorted({p for p in tok.cut_for_search(word, HMM=False) if p != word and len(p) > 1}, key=len)
+    chars = [c for c in word if _CJK.match(c)]
+    drop = stopwords() | generic_words()
+    return [p for p in [*reversed(words), *chars] if p not in drop]
+
+
+def covers(passage: str, word: str) -> bool:
+    """Whether ``passage`` uses ``word`` as a word or as the head of a longer one, not inside another.
+
+    An occurrence counts when it ends where a word of the passage ends (``joined_words`` on a window
+    around it): 个人住房贷款 covers 住房贷款, 房地产税 does not cover 房地产.
+    """
+    at = passage.find(word)
+    while at >= 0:
+        left = max(0, at - 8)
+        window = passage[left : at + len(word) + 8]
+        end, offset = at + len(word) - left, 0
+        for piece, _ in joined_words(window):
+            offset += len(piece)
+            if offset >= end:
+                break
+        if offset == end:
+            return True
+        at = passage.find(word, at + 1)
+    return False
+
+
+def covered(subject: Subject, contexts: Contexts, glossary: Glossary) -> bool:
+    """Whether a passage of the knowledge base ``covers`` ``subject`` or one of its glossary aliases (a
+    quoted subject: contains it verbatim).
+
+    ``contexts(term)`` gives the knowledge base's passages (and titles) containing ``term`` verbatim.
+    """
+    names = [subject.word, *glossary.aliases(subject.word)]
+    return any(subject.quoted or covers(passage, name) for name in names for passage in contexts(name))
+
+
+def uncovered_subject(
+    question: str, contexts: Contexts, glossary: Glossary, english: bool = False
+) -> Subject | None:
+    """The subject word of ``question`` the knowledge base lacks, or None.
+
+    That is the most specific subject word when it is at least ``MIN_IDF`` specific and uncovered, else
+    the first decisive word (Latin) that is uncovered.
+    """
+    found = subjects(question, glossary, english)
+    top = [s for s in found[:1] if s.specificity >= MIN_IDF]
+    for subject in top + [s for s in found if s.decisive and s not in top]:
+        if not covered(subject, contexts, glossary):
+            return subject
+    return None

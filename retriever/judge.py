@@ -1,0 +1,52 @@
+"""The LLM as a judge of answerability: do the given passages answer the question (yes, partly, no)?
+
+The offline rules (``answer.Evidence``) are the floor: the judge is asked only about questions they let
+through, and it can only refuse more, never answer what they refused. A reply the judge's parser cannot
+read counts as "yes": the offline decision stands, and the answer says the judge gave no verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from zhiwen.core.types import Hit
+
+Verdict = Literal["yes", "partly", "no", "unclear"]
+
+JUDGE_PROMPT = (
+    "你是严谨的资料管理员。判断下面的编号段落能否回答用户的问题，只看段落写了什么，不用段落以外的知识。"
+    "段落直接回答了问题，答“能”；只回答了一部分，或只谈到相关的话题而没有问题要的内容（例如问题问税收政策，"
+    "段落只谈消费金融），答“部分”；段落没有回答问题，答“不能”。只答一个词：能、部分或不能。"
+)
+# The first verdict word of the reply; "不能" before "能" (it contains it), English words as a fallback.
+_VERDICT = re.compile(r"不能|部分|能|\b(?:no|partly|partially|yes)\b", re.IGNORECASE)
+_MEANING: dict[str, Verdict] = {
+    "不能": "no",
+    "部分": "partly",
+    "能": "yes",
+    "no": "no",
+    "partly": "partly",
+    "partially": "partly",
+    "yes": "yes",
+}
+
+
+def judge_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
+    """The judge's prompt: the question and the numbered passages the answer would cite."""
+    passages = "\n\n".join(f"[{i}]《{h.title}》{h.text}" for i, h in enumerate(hits, 1))
+    return [SystemMessage(JUDGE_PROMPT), HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n判断：")]
+
+
+def parse_verdict(reply: str) -> Verdict:
+    """The verdict a reply gives: its first verdict word, or "unclear" when it has none."""
+    found = _VERDICT.search(reply)
+    return _MEANING[found[0].lower()] if found else "unclear"
+
+
+def judge(question: str, hits: list[Hit], model: BaseChatModel) -> Verdict:
+    """Whether ``hits`` answer ``question``, as the chat ``model`` judges it."""
+    reply = model.invoke(judge_messages(question, hits))
+    return parse_verdict(str(reply.content))
