@@ -134,7 +134,9 @@ def test_filters_limit_the_answer_to_the_chosen_document(shared: ZhiwenApp) -> N
         "金融监管局党组2022年度工作总结",
         doc,
     ) in choices["doc_id"]
-    _, _, conversation, _ = run_chat(shared, "如何支持新市民金融？", filters={"doc_id": [doc], "year": []})[-1]
+    _, _, conversation, _ = run_chat(shared, "如何支持新市民金融？", filters={"doc_id": [doc], "year": []})[
+        -1
+    ]
     record = conversation["answers"][0]
     cited = {c["doc_id"] for c in record["answer"]["citations"]} | {
         h["doc_id"] for h in record["answer"]["related"]
@@ -273,9 +275,7 @@ def test_retrieval_test_shows_each_methods_score_and_rank_and_the_threshold(shar
     hybrid, verdict = shared.retrieval_test("新市民金融服务", "hybrid", 4)
     assert [r[0] for r in hybrid] == [1, 2, 3, 4]
     assert all(isinstance(r[3], int) or isinstance(r[5], int) for r in hybrid), "each hit has a method rank"
-    assert (
-        f"拒答阈值 {shared.settings.refusal_threshold:g}" in verdict and "高于拒答阈值" in verdict
-    )
+    assert f"拒答阈值 {shared.settings.refusal_threshold:g}" in verdict and "高于拒答阈值" in verdict
     bm25, _ = shared.retrieval_test("新市民金融服务", "bm25", 2)
     assert [r[3] for r in bm25] == [1, 2] and all(r[1] == r[2] for r in bm25)
     dense, _ = shared.retrieval_test("新市民金融服务", "dense", 2)

@@ -45,6 +45,7 @@ from .kb import KnowledgeBase, open_knowledge_base, report_summary
 from .keys import KeyStore, keys_path
 from .mcp_server import build_mcp
 from .render import (
+    CLOSE_SIDEBAR_ON_PHONE,
     CSS,
     EMPTY_SOURCES,
     HEAD,
@@ -76,11 +77,12 @@ HIT_HEADERS = [
     "位置",
     "段落原文",
 ]
-HIT_LEGEND = """**各列含义**　**排序得分**：所选检索方式用来排序的分数（混合检索为 BM25 与向量两路分数的融合分数，
-仅 BM25 或仅向量时即该路分数）。**BM25 分数 / 名次**：关键词匹配（jieba 分词）的得分及在 BM25 结果中的名次。
-**向量相似度 / 名次**：问题与段落的语义相似度（余弦，越接近 1 越相关）及在向量结果中的名次。
-**对比拒答阈值**：向量相似度与拒答阈值 {threshold:g} 比较；问题的最佳段落低于阈值时，回答会拒答。
-**—**：该方法的前 {depth} 名中没有这一段（不是 0 分）。"""
+HIT_LEGEND = """**各列含义**
+- **排序得分**：所选检索方式用来排序的分数：混合检索为 BM25 与向量两路的融合分数，仅 BM25 或仅向量时即该路分数。
+- **BM25 分数**、**BM25 名次**：关键词匹配（jieba 分词）的得分，及这一段在 BM25 结果中的名次。
+- **向量相似度**、**向量名次**：问题与段落的语义相似度（余弦，越接近 1 越相关），及在向量结果中的名次。
+- **对比拒答阈值**：向量相似度与拒答阈值 {threshold:g} 相比；问题的最佳段落低于阈值时，回答会拒答。
+- **—**：该方法的前 {depth} 名中没有这一段（不是 0 分）。"""
 FILTER_LABELS = {"issuer": "发布机构", "year": "年份", "doc_type": "文档类型", "doc_id": "文档"}
 FEEDBACK_ANSWER_CHARS = 20_000  # what one feedback line keeps of an answer
 FEEDBACK_CITATIONS = 20
@@ -704,6 +706,7 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                 trigger(on_new, outputs=opened).then(**exports).then(**listed)
             history.input(on_open, inputs=history, outputs=opened).then(**exports)
             demo.load(on_load, outputs=[*opened, history, *filter_inputs]).then(**exports)
+            demo.load(None, js=CLOSE_SIDEBAR_ON_PHONE)
             scope.change(**exports)
 
             def on_like(current: Conversation, data: gr.LikeData) -> str:

@@ -210,6 +210,7 @@ a.zw-cite { color: #1d4ed8; font-weight: 700; text-decoration: none; margin: 0 1
 # not its HTML.
 HEAD = """
 <script>
+const PHONE_WIDTH = 768;
 (() => {
   const plain = (s) => new DOMParser().parseFromString(s, "text/html").body.textContent;
   document.addEventListener("click", (e) => {
@@ -240,6 +241,12 @@ HEAD = """
     const mark = box && box.querySelector("mark");
     if (mark) box.scrollTop = mark.offsetTop - box.clientHeight / 3;
   }, true);
+  document.addEventListener("click", (e) => {  // on a phone, picking a conversation closes the sidebar
+    const picked = e.target.closest && e.target.closest("#zw-new-chat, #zw-history label");
+    if (picked && window.innerWidth < PHONE_WIDTH) {
+      setTimeout(() => document.querySelector("#zw-sidebar.open .toggle-button")?.click(), 50);
+    }
+  }, true);
   const isHtml = (t) => /<a class="zw-cite"|&(amp|lt|gt|quot|#x27);/.test(t);
   if (navigator.clipboard && navigator.clipboard.writeText) {
     const write = navigator.clipboard.writeText.bind(navigator.clipboard);
@@ -255,3 +262,8 @@ HEAD = """
 })();
 </script>
 """
+
+# Run once the window has loaded: the history sidebar starts open, which on a phone would cover the chat.
+CLOSE_SIDEBAR_ON_PHONE = """() => {
+  if (window.innerWidth < PHONE_WIDTH) document.querySelector("#zw-sidebar.open .toggle-button")?.click();
+}"""
