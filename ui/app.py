@@ -498,6 +498,8 @@ class LoginGuard:
             return False
 
 
+# Gradio's Chinese translation lacks these; without them the buttons fall back to English.
+GRADIO_MISSING_ZH = {"chatbot.copy_message": "复制消息", "chatbot.copied_message": "已复制"}
 _FORCE_CHINESE = (
     b"<head><script>(() => { const l = ['zh-CN', 'zh'];"
     b" Object.defineProperty(navigator, 'language', { get: () => l[0] });"
@@ -869,6 +871,7 @@ def launch(
         footer_links=[],
         css=CSS,
         head=HEAD,
+        i18n=gr.I18n(**{"zh-CN": GRADIO_MISSING_ZH}),
         theme=gr.themes.Default(
             font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"], font_mono=["monospace"]
         ),
