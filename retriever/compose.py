@@ -178,6 +178,44 @@ def _listed(nodes: list[OutlineNode], node: OutlineNode) -> tuple[OutlineNode, l
     return node, []
 
 
+def part_answer(hit: Hit, node: OutlineNode, library: Library, question: str) -> tuple[str, list[Citation]]:
+    """The answer about one part of a report (an item or section a follow-up picked out): the parts it
+    lists, each cited, or its sentences when it lists nothing. ``hit`` is the passage holding it."""
+    return _group_answer((hit, node), library, topic_words(question, understand(question)), ROLES)
+
+
+def listed_parts(citations: Sequence[Citation], library: Library) -> tuple[str, list[OutlineNode]]:
+    """The list an answer's citations show, as (document, its parts in order): what "第二项" counts in.
+
+    A list answer (``_group_answer``) cites each part it lists at the part's headline (or the whole
+    part); when two or more cited parts share a parent, the list is all of that parent's parts (an
+    answer quoting only 三是 and 四是 still shows a list of four). Failing that, the innermost
+    enumeration or section listing two or more parts around a cited passage. ("", []) when none.
+    """
+    for citation in citations:
+        nodes = library.outline(citation.doc_id)
+        headed = [
+            n
+            for n in nodes
+            if n.kind in ("item", "section")
+            and citation.start in (n.head_start if n.head_end > n.head_start else n.start, n.start)
+        ]
+        if not headed:
+            continue
+        cited = {c.start for c in citations if c.doc_id == citation.doc_id}
+        parent = next((n for n in nodes if n.index == headed[0].parent), None)
+        siblings = [n for n in nodes if n.parent == headed[0].parent and n.kind == headed[0].kind]
+        if sum(n.head_start in cited or n.start in cited for n in siblings) >= 2:
+            members = _members(nodes, parent) if parent is not None else siblings
+            return citation.doc_id, (members if headed[0] in members else siblings)
+    for citation in citations:
+        nodes = library.outline(citation.doc_id)
+        for node in reversed(outline_path(nodes, citation.start)):
+            if node.kind in ("enumeration", "section") and len(_members(nodes, node)) >= 2:
+                return citation.doc_id, _members(nodes, node)
+    return "", []
+
+
 def _group_answer(
     group: tuple[Hit, OutlineNode | None], library: Library, words: set[str], roles: Sequence[str]
 ) -> tuple[str, list[Citation]]:
