@@ -35,7 +35,7 @@ from zhiwen.core.vocab import issuers_named, years_named
 
 from .answerability import MIN_IDF, joined_words, subjects
 from .compose import Library, listed_parts
-from .intent import understand
+from .intent import generic_words, understand
 from .topics import load_glossary
 
 Kind = Literal["standalone", "ordinal", "anaphora", "subject_swap", "elliptical", "llm"]
@@ -59,6 +59,7 @@ _SWAP = re.compile(
 )
 _DEPENDENT_START = re.compile(r"^(?:那么?|其中|还有|另外|此外|具体|那这|它|其)")
 _PUNCT = "？?。！!，, "
+_PREPOSITIONS = frozenset({"在", "对", "于", "关于", "为", "就", "从"})
 
 
 class HistoryError(ValueError):
@@ -291,15 +292,18 @@ def swap_subject(asked: str, new: str) -> str:
             unit = "年" if named is years_named else ""
             return asked.replace(f"{old[0]}{unit}", f"{wanted[0]}{unit}", 1)
     words = [w for w, _ in joined_words(asked)]
+    starts = [sum(map(len, words[:i])) for i in range(len(words))]
     for size in range(len(new) - 1, 0, -1):
-        head = new[-size:]
-        at = 0
+        head = new[-size:]  # what the new subject is: 保险业 is a kind of 业
         for i, word in enumerate(words):
-            if word.endswith(head) and (len(word) > len(head) or i > 0):
-                start = at if len(word) > len(head) else at - len(words[i - 1])
-                if asked[start : at + len(word)] != new and _in_topic(asked, start, at + len(word)):
-                    return asked[:start] + new + asked[at + len(word) :]
-            at += len(word)
+            at = word.find(head)
+            if at < 0 or (at == 0 and i == 0):
+                continue
+            # The word before the head is what kind: inside this word (银行业), or the word before (全市贷款).
+            start = starts[i] if at > 0 else starts[i - 1]
+            end = starts[i] + at + len(head)
+            if asked[start:end] != new and _in_topic(asked, start, end):
+                return asked[:start] + new + asked[end:]
     span = _topic_span(asked)
     return asked[: span[0]] + new + asked[span[1] :] if span else asked
 
@@ -313,7 +317,16 @@ def _topic_span(question: str) -> tuple[int, int] | None:
     """Where the question's topic pieces lie, from the first to the last; None when it has none."""
     pieces = understand(question).topic.split()
     found = [(question.find(p), question.find(p) + len(p)) for p in pieces if p in question]
-    return (min(s for s, _ in found), max(e for _, e in found)) if found else None
+    if not found:
+        return None
+    start, end = min(s for s, _ in found), max(e for _, e in found)
+    # Words before the subject that name no subject ("党组在强化理论武装" → "强化理论武装").
+    lead = sorted(generic_words() | _PREPOSITIONS, key=len, reverse=True)
+    while (word := next((w for w in lead if question.startswith(w, start, end)), None)) and start + len(
+        word
+    ) < end:
+        start += len(word)
+    return start, end
 
 
 def _in_topic(question: str, start: int, end: int) -> bool:
