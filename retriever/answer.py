@@ -195,9 +195,9 @@ def ask(
     phrases an answer from those passages, checked before it is returned.
     """
     turns = read_history(history)
-    model = (chat_model or chat_model_from_settings(retriever.settings)) if use_llm else None
-    resolution, warnings = None, ()
-    if model is not None and turns:
+    model, resolution, warnings = chat_model, None, ()
+    if use_llm and turns:
+        model = model or chat_model_from_settings(retriever.settings)
         try:
             resolution = condense(question, turns, model)
         except Exception as exc:  # noqa: BLE001 - any LLM failure falls back to the rules
@@ -207,9 +207,10 @@ def ask(
             resolution = resolve(question, _previous(turns, retriever, k, filters, MAX_DEPTH), generation)
         answer, hits = answer_resolved(resolution, retriever, k, filters)
     answer = replace(answer, warnings=(*warnings, *answer.warnings))
-    if answer.refused or model is None:
+    if answer.refused or not use_llm:
         yield FinalAnswer(understood_as(answer, resolution))
         return
+    model = model or chat_model_from_settings(retriever.settings)
     if resolution.understood:
         yield TextDelta(f"理解为：{resolution.understood}\n")
     question = resolution.question
@@ -229,13 +230,14 @@ def ask(
         if isinstance(event, TextDelta):
             yield event
             continue
-        extra = (*warnings, *([note[verdict]] if verdict in note else []))
-        final = replace(event.answer, warnings=(*event.answer.warnings, *extra))
-        if not final.citations:
+        checked = event.answer.warnings
+        if event.answer.citations:
+            verdict_note = (note[verdict],) if verdict in note else ()
+            final = replace(event.answer, warnings=(*warnings, *checked, *verdict_note))
+        else:
             # The model gave nothing its passages back up; the extractive answer is the safe one.
-            final = replace(
-                answer, warnings=(*final.warnings, "LLM 的回答没有可核对的引用，改用原文摘录回答")
-            )
+            fallback = "LLM 的回答没有可核对的引用，改用原文摘录回答"
+            final = replace(answer, warnings=(*answer.warnings, *checked, fallback))
         yield FinalAnswer(understood_as(final, resolution))
 
 

@@ -113,8 +113,8 @@ class Resolution:
     ``question`` is the standalone question (intent, scope, refusal and composition read it); ``search``
     is what retrieval is given (the question plus what it refers to). ``understood`` is the reading shown
     to the user ("理解为：" and this), empty for a question taken as it stands. An ordinal picks ``part``
-    of a document (``part_doc``), or names the ``count`` the previous answer had when ``part`` is None
-    and it pointed past its end. ``region`` holds the previous answer's passages and sections.
+    of a document (``part_doc``); an ordinal with no ``part`` pointed past the end of the previous
+    answer's list. ``region`` holds the previous answer's passages and sections.
     """
 
     question: str
@@ -123,7 +123,6 @@ class Resolution:
     search: str = ""
     part: OutlineNode | None = None
     part_doc: str = ""
-    count: int = 0
     region: tuple[Span, ...] = ()
     subject: str = ""  # what later follow-ups borrow: the question's topic, or the picked part's headline
 
@@ -204,7 +203,7 @@ def _pick(question: str, found: re.Match[str], before: Previous, library: Librar
     asked = before.resolution.question
     if not 1 <= k <= len(listed):
         where = f"上一问“{asked}”的回答所列的共{len(listed)}项，没有{found[0]}"
-        return Resolution(question, "ordinal", where, count=len(listed))
+        return Resolution(question, "ordinal", where)
     node = listed[k - 1]
     headline = node.head(document.text).strip() or document.text[node.start : node.end][:40]
     subject = _clean_headline(headline)
@@ -217,7 +216,6 @@ def _pick(question: str, found: re.Match[str], before: Previous, library: Librar
         search=f"{subject} {_topic(asked)} {rest}".strip(),
         part=node,
         part_doc=doc_id,
-        count=len(listed),
         region=(Span(doc_id, node.start, node.end),),
         subject=subject,
     )
