@@ -168,7 +168,8 @@ def resolve(question: str, previous: Callable[[], Previous | None], library: Lib
     if swap := _SWAP.match(question):
         swapped = swap_subject(before.resolution.question, swap["x"].strip())
         if swapped != before.resolution.question:
-            return Resolution(swapped, "subject_swap", swapped, subject=_topic(swapped) or swap["x"].strip())
+            new = swap["x"].strip()
+            return Resolution(swapped, "subject_swap", swapped, subject=_topic(swapped) or new)
     if _elliptical(question) or _ORDINAL.search(question):
         return _borrow(question, before, library)
     return standalone(question)
@@ -195,24 +196,26 @@ def chinese_number(text: str) -> int:
 
 def _pick(question: str, found: re.Match[str], before: Previous, library: Library) -> Resolution | None:
     """The part of the previous answer's list an ordinal names; None when that answer shows no list."""
-    doc_id, listed = listed_parts(before.answer.citations, library)
-    document = library.document(doc_id) if doc_id else None
-    if document is None:
+    listed = listed_parts(before.answer.citations, library)
+    if not listed:
         return None
     k = ordinal_number(found, len(listed))
     asked = before.resolution.question
     if not 1 <= k <= len(listed):
         where = f"上一问“{asked}”的回答所列的共{len(listed)}项，没有{found[0]}"
         return Resolution(question, "ordinal", where)
-    node = listed[k - 1]
-    headline = node.head(document.text).strip() or document.text[node.start : node.end][:40]
+    doc_id, node = listed[k - 1]
+    document = library.document(doc_id)
+    if document is None:
+        return None
+    headline = node.head(document.text).strip() or document.text[node.start : node.end]
     subject = _clean_headline(headline)
     rest = _ORDINAL.sub("", question).strip(_PUNCT)
     rest = re.sub(r"^(?:其中|那么?|的)", "", rest).strip(_PUNCT)
     return Resolution(
         f"{subject}{rest}",
         "ordinal",
-        f"上一问“{asked}”的回答中的第{k}项：{headline}",
+        f"上一问“{asked}”的回答中的第{k}项：{_shortened(headline)}",
         search=f"{subject} {_topic(asked)} {rest}".strip(),
         part=node,
         part_doc=doc_id,
@@ -295,7 +298,8 @@ def swap_subject(asked: str, new: str) -> str:
         head = new[-size:]  # what the new subject is: 保险业 is a kind of 业
         for i, word in enumerate(words):
             at = word.find(head)
-            if at < 0 or (at == 0 and i == 0):
+            rest = word[at + len(head) :]
+            if at < 0 or (at == 0 and i == 0) or 0 < len(rest) < 2:  # 会 of 会议 is no word of its own
                 continue
             # The word before the head is what kind: inside this word (银行业), or the word before (全市贷款).
             start = starts[i] if at > 0 else starts[i - 1]
@@ -343,17 +347,22 @@ def _clean_headline(headline: str) -> str:
     return text.strip().rstrip("。；;：:")
 
 
+def _shortened(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "……"
+
+
 def _listed_heads(before: Previous, library: Library) -> list[str]:
-    """The headlines of the parts the previous answer listed, or of its picked part."""
+    """The headlines of the parts the previous answer listed (those it showed), or of its picked part."""
     if before.resolution.part is not None:
         return [before.resolution.subject]
-    doc_id, listed = listed_parts(before.answer.citations, library)
-    document = library.document(doc_id) if doc_id else None
-    if document is None:
-        return []
-    cited = {c.start for c in before.answer.citations if c.doc_id == doc_id}
-    shown = [n for n in listed if n.head_start in cited or n.start in cited]
-    return [h for h in (_clean_headline(n.head(document.text)) for n in shown) if h]
+    cited = {(c.doc_id, c.start) for c in before.answer.citations}
+    heads = []
+    for doc_id, node in listed_parts(before.answer.citations, library):
+        document = library.document(doc_id)
+        shown = (doc_id, node.head_start) in cited or (doc_id, node.start) in cited
+        if document is not None and shown and node.kind != "line":
+            heads.append(_clean_headline(node.head(document.text)))
+    return [h for h in heads if h]
 
 
 def _region(before: Previous, library: Library) -> tuple[Span, ...]:
