@@ -44,9 +44,9 @@ from .datasets import (
     Dataset,
     DatasetError,
     Query,
-    _read_jsonl,
     load_corpus,
     load_golden,
+    read_rows,
 )
 from .harness import build_index
 from .metrics import first_ranks, ranked_units
@@ -192,31 +192,19 @@ def load_answer_set(
     naming ``path:line``, in one ``DatasetError``.
     """
     texts = {d.doc_id: d.text for d in (load_corpus(GOLDEN_CORPUS) if documents is None else documents)}
-    questions: list[AnswerQuestion] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-    for number, row in _read_jsonl(path):
-        where = f"{path}:{number}"
-        try:
-            question = _question(row)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        where += f": {question.qid}"
-        if question.qid in seen:
-            problems.append(f"{where}: qid used twice")
-        seen.add(question.qid)
+
+    def problems_of(question: AnswerQuestion) -> list[str]:
+        problems = []
         for field, phrases in (("must", question.must), ("must_not", question.must_not)):
             for i, p in enumerate(phrases, 1):
                 text = texts.get(p.doc_id)
                 if text is None:
-                    problems.append(f"{where}: {field} {i}: no document {p.doc_id!r} in the corpus")
+                    problems.append(f"{field} {i}: no document {p.doc_id!r} in the corpus")
                 elif p.phrase not in text:
-                    problems.append(f"{where}: {field} {i}: {p.phrase!r} is not verbatim in {p.doc_id}")
-        questions.append(question)
-    if problems:
-        raise DatasetError("\n".join(problems))
-    return questions[:limit]
+                    problems.append(f"{field} {i}: {p.phrase!r} is not verbatim in {p.doc_id}")
+        return problems
+
+    return read_rows(path, _question, problems_of)[:limit]
 
 
 def _question(row: Any) -> AnswerQuestion:

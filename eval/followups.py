@@ -28,7 +28,7 @@ from zhiwen.retriever import Retriever
 from zhiwen.retriever.followup import KINDS
 
 from .answers import _aligned, corpus_retriever, final_answer
-from .datasets import GOLDEN_CORPUS, REPO, DatasetError, _read_jsonl, load_corpus
+from .datasets import GOLDEN_CORPUS, REPO, load_corpus, read_rows
 
 FOLLOWUPS_PATH = REPO / "eval" / "data" / "followups.jsonl"
 
@@ -62,23 +62,7 @@ def load_followups(
     Every problem is reported, one line each naming ``path:line``, in one ``DatasetError``.
     """
     texts = {d.doc_id: d.text for d in (load_corpus(GOLDEN_CORPUS) if documents is None else documents)}
-    conversations: list[Conversation] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-    for number, row in _read_jsonl(path):
-        where = f"{path}:{number}"
-        try:
-            conversation = _conversation(row, texts)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        if conversation.qid in seen:
-            problems.append(f"{where}: {conversation.qid}: qid used twice")
-        seen.add(conversation.qid)
-        conversations.append(conversation)
-    if problems:
-        raise DatasetError("\n".join(problems))
-    return conversations[:limit]
+    return read_rows(path, lambda row: _conversation(row, texts))[:limit]
 
 
 def _conversation(row: Any, texts: dict[str, str]) -> Conversation:

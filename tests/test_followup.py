@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from zhiwen.core.types import Answer, FinalAnswer, TextDelta
-from zhiwen.eval.followups import GoldSpan, cites_gold
+from zhiwen.eval import DatasetError
+from zhiwen.eval.followups import GoldSpan, cites_gold, load_followups
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask
-from zhiwen.retriever.followup import HistoryError, chinese_number, read_history, swap_subject
+from zhiwen.retriever.followup import KINDS, HistoryError, chinese_number, read_history, swap_subject
 from zhiwen.ui.cli import main
 
 CONSUMPTION = "银保监局-主题教育与金融促进消费工作.txt"
@@ -218,3 +219,27 @@ def test_cli_history_errors_are_one_line_naming_the_file(tmp_path):
         '[{"role": "user", "content": "问"}, {"role": "system", "content": "x"}]'
     )
     assert "message 1: content must be a string" in error('[{"role": "user", "content": 3}]')
+
+
+def test_the_follow_up_set_covers_every_kind_with_gold_spans_verbatim(tmp_path):
+    conversations = load_followups()
+    assert len(conversations) >= 15 and {c.kind for c in conversations} == set(KINDS)
+    bad = tmp_path / "followups.jsonl"
+    rows = [
+        {
+            "qid": "x1",
+            "turns": ["问？", "第二项呢？"],
+            "kind": "ordinal",
+            "gold": [{"doc_id": CITY, "span": "没有的话"}],
+        },
+        {"qid": "x1", "turns": ["问？"], "kind": "ordinal", "gold": []},
+        {"qid": "x3", "turns": ["问？", "那呢？"], "kind": "swap", "gold": []},
+    ]
+    bad.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    with pytest.raises(DatasetError) as caught:
+        load_followups(bad)
+    assert str(caught.value).splitlines() == [
+        f"{bad}:1: x1: gold 1: the span is not verbatim in {CITY}",
+        f"{bad}:2: x1: 'turns' must be a list of at least two non-empty questions",
+        f"{bad}:3: x3: kind must be one of ordinal, anaphora, subject_swap, elliptical; got 'swap'",
+    ]
