@@ -11,6 +11,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from zhiwen.core.types import Answer, FinalAnswer, TextDelta
 from zhiwen.eval import DatasetError
+from zhiwen.eval.cli import eval_group
 from zhiwen.eval.followups import GoldSpan, cites_gold, load_followups
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask
@@ -19,6 +20,7 @@ from zhiwen.ui.cli import main
 
 CONSUMPTION = "银保监局-主题教育与金融促进消费工作.txt"
 CITY = "市局-能力作风建设年与金融重点工作推进情况.txt"
+TALK = "市地方金融监管局-全市金融工作座谈会汇报发言.txt"
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,12 @@ def test_the_last_item_and_an_item_past_the_end(retriever, corpus_texts):
     assert_cites_within(
         last, corpus_texts, CONSUMPTION, "*银保监局鼓励银行业金融机构设立促进消费专项信贷资金"
     )
+    # An answer that quoted a section's sentences line by line: "最后一条" is its last line.
+    lines = converse(
+        retriever, "市地方金融监管局在提升地方金融监管能力方面采取了哪些举措？", "最后一条讲的什么？"
+    )
+    assert "第5项" in lines.understood and len(lines.citations) == 1
+    assert_cites_within(lines, corpus_texts, TALK, "坚持防范为主、打早打小")
     past = converse(retriever, "金融促进消费有哪些措施？", "第九项呢？")
     assert past.refused and past.refusal.rule == "reference" and "共4项" in past.answer and not past.citations
 
@@ -243,3 +251,18 @@ def test_the_follow_up_set_covers_every_kind_with_gold_spans_verbatim(tmp_path):
         f"{bad}:2: x1: 'turns' must be a list of at least two non-empty questions",
         f"{bad}:3: x3: kind must be one of ordinal, anaphora, subject_swap, elliptical; got 'swap'",
     ]
+
+
+@pytest.mark.slow
+def test_eval_followups_prints_success_per_kind_with_and_without_history(tmp_path, corpus_settings):
+    args = ["followups", "--limit", "2", "--quiet", "--index-root", str(tmp_path / "idx")]
+    result = CliRunner().invoke(eval_group, args)
+    assert result.exit_code == 0, result.output
+    assert "follow-ups: 2 conversations over corpus/" in result.output
+    assert "with history" in result.output and "without history" in result.output
+    report = json.loads(CliRunner().invoke(eval_group, [*args, "--json"]).stdout)
+    assert report["by_kind"]["all"]["conversations"] == 2 == len(report["conversations"])
+    for conversation in report["conversations"]:
+        assert conversation["understood"] and conversation["success"] == (
+            conversation["qid"] not in result.output.split("failures")[-1]
+        )
