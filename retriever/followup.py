@@ -40,7 +40,7 @@ from .topics import load_glossary
 
 Kind = Literal["standalone", "ordinal", "anaphora", "subject_swap", "elliptical", "llm"]
 KINDS: tuple[Kind, ...] = ("ordinal", "anaphora", "subject_swap", "elliptical")  # the rules, in order
-ROLES = ("user", "assistant")
+MESSAGE_ROLES = ("user", "assistant")
 MAX_DEPTH = 3  # earlier turns re-derived to understand the last one ("第三项呢？" → "其中第二点")
 SHORT = 12  # a question of at most this many characters may lean on the previous one
 MAX_CONTEXT_CHARS = 600  # of each earlier answer, in the LLM's condensing prompt
@@ -57,7 +57,7 @@ _DEMONSTRATIVE = re.compile(
 _SWAP = re.compile(
     r"^(?:那么?|那)(?P<x>[^，,。？?]{1,16}?)(?:的情况|方面|这块)?(?:呢|怎么样|如何)[？?。！!]*$"
 )
-_DEPENDENT_START = re.compile(r"^(?:那么?|其中|还有|另外|此外|具体|那这|它|其)")
+_DEPENDENT_START = re.compile(r"^(?:那么?|其中|还有|另外|此外|具体)")
 _PUNCT = "？?。！!，, "
 _PREPOSITIONS = frozenset({"在", "对", "于", "关于", "为", "就", "从"})
 
@@ -83,13 +83,10 @@ def read_history(messages: Sequence[Mapping[str, Any]] | None) -> list[Turn]:
         raise HistoryError("history must be a list of {role, content} messages")
     turns = []
     for number, message in enumerate(messages, 1):
-        if isinstance(message, Turn):
-            turns.append(message)
-            continue
         if not isinstance(message, Mapping):
             raise HistoryError(f"message {number}: must be an object with role and content")
         role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
+        if role not in MESSAGE_ROLES:
             raise HistoryError(f"message {number}: role must be 'user' or 'assistant', got {role!r}")
         if not isinstance(content, str):
             raise HistoryError(f"message {number}: content must be a string, got {type(content).__name__}")
@@ -229,13 +226,10 @@ def _anaphora(question: str, before: Previous, library: Library) -> Resolution:
     headlines the previous answer listed, and prefers its passages and sections."""
     subject = before.resolution.subject
     phrase = _DEMONSTRATIVE.search(question)
-    if phrase:
-        after = joined_words(question[phrase.end() :])
-        noun = after[0][0] if after and after[0][1] else ""  # 这些 + 问题: the noun stays
-        standalone_question = question[: phrase.start()] + subject + question[phrase.end() :]
-        shown = phrase[0] + noun
-    else:
-        standalone_question, shown = f"{subject}{question}", "这些"
+    assert phrase is not None  # resolve calls this for questions with a demonstrative only
+    after = joined_words(question[phrase.end() :])
+    shown = phrase[0] + (after[0][0] if after and after[0][1] else "")  # 这些 + 问题: the noun stays
+    standalone_question = question[: phrase.start()] + subject + question[phrase.end() :]
     heads = _listed_heads(before, library)
     said = "；".join(heads[:4]) or before.resolution.question
     return Resolution(

@@ -13,7 +13,6 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from zhiwen.core.vocab import STRATEGIES
-from zhiwen.retriever.followup import read_history
 
 from .kb import KnowledgeBase
 
@@ -56,9 +55,8 @@ def build_mcp(kb: KnowledgeBase) -> MCPServer:
         refused (refused: true) with the nearest passages under `related`. `history` is the conversation
         so far ([{"role": "user"|"assistant", "content": ...}]): a follow-up such as "第二项具体是什么？"
         is read against it, and `understood` says how."""
-        turns = read_history(history)
         return kb.answer(
-            checked(question, "question"), use_llm=kb.llm_configured, history=[vars(t) for t in turns]
+            checked(question, "question"), use_llm=kb.llm_configured, history=history or []
         ).to_dict()
 
     @server.tool()
