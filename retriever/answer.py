@@ -257,9 +257,9 @@ def answer_resolved(
     picked a part of a report is answered from that part (every citation inside it), one that pointed
     past the end of the previous answer's list is refused (rule ``reference``).
     """
-    if resolution.kind == "ordinal" and resolution.part is None:
-        refusal = Refusal("reference", 0.0, resolution.understood)
-        return Answer(f"{resolution.understood}。", "extractive", refusal=refusal), []
+    if resolution.unresolved:
+        refusal = Refusal("reference", 0.0, resolution.unresolved)
+        return Answer(resolution.unresolved, "extractive", refusal=refusal), []
     generation = retriever.generation
     question, k = resolution.question, k or retriever.settings.top_k
     hits = retriever.search(

@@ -110,8 +110,8 @@ class Resolution:
     ``question`` is the standalone question (intent, scope, refusal and composition read it); ``search``
     is what retrieval is given (the question plus what it refers to). ``understood`` is the reading shown
     to the user ("理解为：" and this), empty for a question taken as it stands. An ordinal picks ``part``
-    of a document (``part_doc``); an ordinal with no ``part`` pointed past the end of the previous
-    answer's list. ``region`` holds the previous answer's passages and sections.
+    of a document (``part_doc``); one that points past the end of the previous answer's list is
+    ``unresolved``. ``region`` holds the previous answer's passages and sections.
     """
 
     question: str
@@ -121,6 +121,7 @@ class Resolution:
     part: OutlineNode | None = None
     part_doc: str = ""
     region: tuple[Span, ...] = ()
+    unresolved: str = ""  # why a reference points at nothing: "上一问的回答共列出4项，没有第九项。"
     subject: str = ""  # what later follow-ups borrow: the question's topic, or the picked part's headline
 
     @property
@@ -199,8 +200,8 @@ def _pick(question: str, found: re.Match[str], before: Previous, library: Librar
     k = ordinal_number(found, len(listed))
     asked = before.resolution.question
     if not 1 <= k <= len(listed):
-        where = f"上一问“{asked}”的回答所列的共{len(listed)}项，没有{found[0]}"
-        return Resolution(question, "ordinal", where)
+        missing = f"上一问的回答共列出{len(listed)}项，没有{found[0]}。"
+        return Resolution(question, "ordinal", f"上一问“{asked}”的回答中的{found[0]}", unresolved=missing)
     doc_id, node = listed[k - 1]
     document = library.document(doc_id)
     if document is None:
