@@ -39,6 +39,13 @@ def domain_tokenizer() -> jieba.Tokenizer:
 
 
 @lru_cache(maxsize=1)
+def domain_words() -> frozenset[str]:
+    """The words of the domain dictionary (新市民, 普惠金融, 银保监局): the reports' own terms."""
+    text = (resources.files("zhiwen.core") / "data" / "userdict.txt").read_text(encoding="utf-8")
+    return frozenset(line.split()[0] for line in text.splitlines() if line.strip())
+
+
+@lru_cache(maxsize=1)
 def stopwords() -> frozenset[str]:
     text = (resources.files("zhiwen.core") / "data" / "stopwords.txt").read_text(encoding="utf-8")
     return frozenset(line.strip() for line in text.splitlines() if line.strip())

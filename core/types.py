@@ -141,7 +141,7 @@ class Citation(Passage):
     n: int = field(kw_only=True)
 
 
-RefusalRule = Literal["topic", "subject", "scope", "relevance", "judge"]
+RefusalRule = Literal["topic", "subject", "scope", "relevance", "judge", "reference"]
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,8 @@ class Refusal:
     ``rule``: ``topic`` (the question names a term of art no document mentions), ``subject`` (its most
     specific subject word appears nowhere in the knowledge base), ``scope`` (no passage is of the year or
     issuing body it names), ``relevance`` (the best passage in scope is below the threshold) or ``judge``
-    (the LLM judged that the passages do not answer it). ``relevance`` is the best in-scope passage's dense relevance (0 when none is in scope);
+    (the LLM judged that the passages do not answer it) or ``reference`` (a follow-up points at something
+    the conversation does not have: 第五项 of a four-item answer). ``relevance`` is the best in-scope passage's dense relevance (0 when none is in scope);
     ``detail`` names the missing terms or the scope, for the message.
     """
 
@@ -168,7 +169,9 @@ class Answer:
     """An answer with its citations; ``mode`` is ``extractive`` or ``llm``.
 
     With a ``refusal``, ``answer`` says the knowledge base does not cover the question and ``related``
-    holds the nearest passages ("可能相关") instead of citations.
+    holds the nearest passages ("可能相关") instead of citations. ``understood`` is how a follow-up
+    question was read in its conversation (the answer text then opens with "理解为：" and it); empty for
+    a question taken as it stands.
     """
 
     answer: str
@@ -177,6 +180,7 @@ class Answer:
     related: tuple[Hit, ...] = ()
     warnings: tuple[str, ...] = ()
     refusal: Refusal | None = None
+    understood: str = ""
 
     @property
     def refused(self) -> bool:
@@ -191,6 +195,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "related": [h.to_dict() for h in self.related],
             "warnings": list(self.warnings),
+            "understood": self.understood,
         }
 
 

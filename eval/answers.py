@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,9 @@ from .datasets import (
     Dataset,
     DatasetError,
     Query,
-    _read_jsonl,
     load_corpus,
     load_golden,
+    read_rows,
 )
 from .harness import build_index
 from .metrics import first_ranks, ranked_units
@@ -192,31 +192,19 @@ def load_answer_set(
     naming ``path:line``, in one ``DatasetError``.
     """
     texts = {d.doc_id: d.text for d in (load_corpus(GOLDEN_CORPUS) if documents is None else documents)}
-    questions: list[AnswerQuestion] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-    for number, row in _read_jsonl(path):
-        where = f"{path}:{number}"
-        try:
-            question = _question(row)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        where += f": {question.qid}"
-        if question.qid in seen:
-            problems.append(f"{where}: qid used twice")
-        seen.add(question.qid)
+
+    def problems_of(question: AnswerQuestion) -> list[str]:
+        problems = []
         for field, phrases in (("must", question.must), ("must_not", question.must_not)):
             for i, p in enumerate(phrases, 1):
                 text = texts.get(p.doc_id)
                 if text is None:
-                    problems.append(f"{where}: {field} {i}: no document {p.doc_id!r} in the corpus")
+                    problems.append(f"{field} {i}: no document {p.doc_id!r} in the corpus")
                 elif p.phrase not in text:
-                    problems.append(f"{where}: {field} {i}: {p.phrase!r} is not verbatim in {p.doc_id}")
-        questions.append(question)
-    if problems:
-        raise DatasetError("\n".join(problems))
-    return questions[:limit]
+                    problems.append(f"{field} {i}: {p.phrase!r} is not verbatim in {p.doc_id}")
+        return problems
+
+    return read_rows(path, _question, problems_of)[:limit]
 
 
 def _question(row: Any) -> AnswerQuestion:
@@ -313,10 +301,12 @@ class AnswersResult:
         return output
 
 
-def final_answer(question: str, retriever: Retriever) -> Answer:
-    """The answer ``ask`` ends its event stream with."""
+def final_answer(
+    question: str, retriever: Retriever, history: Sequence[Mapping[str, str]] | None = None
+) -> Answer:
+    """The answer ``ask`` ends its event stream with (``history``: the conversation before it)."""
     answer = None
-    for event in ask(question, retriever):
+    for event in ask(question, retriever, history=history):
         if isinstance(event, FinalAnswer):
             answer = event.answer
     if answer is None:
@@ -339,19 +329,29 @@ def run_answers(
     """
     documents = load_corpus(GOLDEN_CORPUS)
     questions = load_answer_set(ANSWERS_PATH, documents, limit)
-    embedder = embedder or Embedder(settings)
-    corpus = Dataset("answers", documents, [], ("span",))
-    indexed, report = build_index(
-        corpus, settings, settings.chunker, index_root or settings.cache_dir / "eval", embedder, progress
-    )
-    retriever = Retriever(indexed, embedder=embedder)
+    retriever, summary = corpus_retriever(settings, documents, index_root, embedder, progress)
     asked = tqdm(questions, desc="answers", unit="q", disable=not progress, file=sys.stderr)
-    result = AnswersResult(
-        [score_answer(q, final_answer(q.query, retriever)) for q in asked], report.summary()
-    )
+    result = AnswersResult([score_answer(q, final_answer(q.query, retriever)) for q in asked], summary)
     if english:
         result.english, result.english_recall = english_check(retriever, limit, progress)
     return result
+
+
+def corpus_retriever(
+    settings: Settings,
+    documents: Sequence[Document],
+    index_root: Path | None = None,
+    embedder: Embedder | None = None,
+    progress: bool = True,
+) -> tuple[Retriever, str]:
+    """A retriever over an index of ``corpus/`` under ``index_root/answers/<chunker>`` (default root
+    ``cache_dir/eval``), updated incrementally, and the ingest summary; one embedder serves both."""
+    embedder = embedder or Embedder(settings)
+    corpus = Dataset("answers", list(documents), [], ("span",))
+    indexed, report = build_index(
+        corpus, settings, settings.chunker, index_root or settings.cache_dir / "eval", embedder, progress
+    )
+    return Retriever(indexed, embedder=embedder), report.summary()
 
 
 def english_check(

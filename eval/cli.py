@@ -7,6 +7,7 @@
     zhiwen eval refusal …   share of off-topic questions refused
     zhiwen eval load …      concurrent clients against a running API (``zhiwen api``)
     zhiwen eval answers …   answers scored on required and forbidden phrases (also ``zhiwen eval --answers``)
+    zhiwen eval followups … follow-up questions answered with and without the conversation
 """
 
 from __future__ import annotations
@@ -276,6 +277,39 @@ def answers_command(
         click.echo("\n".join(summary_lines(result)))
     if report_dir:
         click.echo(f"wrote {write_answers_report(result, report_dir)}", err=as_json)
+
+
+@eval_group.command("followups")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures and every conversation as JSON.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N conversations.")
+@_folder_option("--index-root", "index_root", "Where the evaluation index lives (default: <cache_dir>/eval).")
+@config_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def followups_command(
+    as_json: bool, limit: int | None, index_root: Path | None, config_file: Path | None, quiet: bool
+) -> None:
+    """Score follow-up questions: is the last turn of each conversation answered from its gold span?
+
+    Plays every conversation of eval/data/followups.jsonl turn by turn (each turn asked with the earlier
+    ones as history) over an index of corpus/, and asks each last turn alone for contrast; prints the
+    success per kind (ordinal, anaphora, subject_swap, elliptical) and the conversations that failed.
+    """
+    from .followups import by_kind, run_followups, summary_lines
+
+    try:
+        settings = Settings.load(config_file)
+        scores, summary = run_followups(settings, limit, index_root, progress=not quiet)
+    except (DatasetError, SettingsError, IndexStateError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        output = {
+            "index": summary,
+            "by_kind": by_kind(scores),
+            "conversations": [s.to_dict() for s in scores],
+        }
+        click.echo(json.dumps(output, ensure_ascii=False, indent=2))
+    else:
+        click.echo("\n".join(summary_lines(scores, summary)))
 
 
 def _register_subcommands() -> None:

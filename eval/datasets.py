@@ -19,10 +19,10 @@ import gzip
 import json
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from zhiwen.core.types import Document
 
@@ -141,6 +141,39 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                         raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
+
+
+Row = TypeVar("Row")
+
+
+def read_rows(
+    path: Path, parse: Callable[[Any], Row], problems_of: Callable[[Row], list[str]] = lambda _: []
+) -> list[Row]:
+    """The rows of a JSONL eval file, each made by ``parse`` (which raises ``TypeError`` or ``ValueError``
+    saying what is wrong) and checked by ``problems_of``; every row needs a unique ``qid``.
+
+    Every problem is reported, one line each naming ``path:line`` (and the qid), in one ``DatasetError``.
+    """
+    rows: list[Row] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, raw in _read_jsonl(path):
+        where = f"{path}:{number}"
+        try:
+            row = parse(raw)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        qid = row.qid
+        where += f": {qid}"
+        if qid in seen:
+            problems.append(f"{where}: qid used twice")
+        seen.add(qid)
+        problems += [f"{where}: {problem}" for problem in problems_of(row)]
+        rows.append(row)
+    if problems:
+        raise DatasetError("\n".join(problems))
+    return rows
 
 
 def load_corpus(corpus_dir: Path = GOLDEN_CORPUS) -> list[Document]:

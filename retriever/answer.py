@@ -17,17 +17,22 @@ them is a subject word. A refusal for a missing subject says what the knowledge 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any
 
+import numpy as np
 from langchain_core.language_models.chat_models import BaseChatModel
+from zhiwen.core.index import Generation
 from zhiwen.core.settings import Settings
 from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuers_named, years_named
 
 from .answerability import Subject, pieces
-from .compose import Library, compose, wanted_roles
+from .compose import Library, compose, part_answer, wanted_roles
+from .followup import MAX_DEPTH, Previous, Resolution, Span, Turn, condense, read_history, resolve
 from .intent import understand
 from .judge import judge
 from .llm import chat_model_from_settings, stream_llm_answer
@@ -176,44 +181,154 @@ def ask(
     use_llm: bool = False,
     filters: dict | None = None,
     chat_model: BaseChatModel | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
 ) -> Iterator[AnswerEvent]:
     """Answer ``question``: yields ``TextDelta`` pieces as they stream (LLM mode only), then ``FinalAnswer``.
 
-    Retrieval, scope checks and refusal are the same in both modes. With the LLM, it first judges whether
-    the passages the extractive path accepted answer the question (``judge``): "no" refuses, "partly"
-    answers with a warning; the offline rules stay the floor (the judge never answers what they refused).
-    The LLM then phrases an answer from those passages, checked before it is returned.
+    ``history`` is the conversation before it, as OpenAI-style {"role": "user"|"assistant", "content"}
+    messages: a follow-up ("第二项具体是什么？", "那保险业呢？") is read against it (``followup``; with the
+    LLM, the LLM condenses it first and the rules are the fallback), answered as understood, and the
+    answer says how ("理解为：…"). Retrieval, scope checks and refusal are the same in both modes and
+    apply to the question as understood. With the LLM, it first judges whether the passages the
+    extractive path accepted answer the question (``judge``): "no" refuses, "partly" answers with a
+    warning; the offline rules stay the floor (the judge never answers what they refused). The LLM then
+    phrases an answer from those passages, checked before it is returned.
     """
+    turns = read_history(history)
+    model, resolution, warnings = chat_model, None, ()
+    if use_llm and turns:
+        model = model or chat_model_from_settings(retriever.settings)
+        try:
+            resolution = condense(question, turns, model)
+        except Exception as exc:  # noqa: BLE001 - any LLM failure falls back to the rules
+            warnings = (f"LLM 没能改写追问，改用规则理解：{exc}",)
     with retriever.pinned() as generation:  # hits, topics and document texts from one generation
-        hits = retriever.search(question, k=k or retriever.settings.top_k, filters=filters)
-        missing = retriever.uncovered_topics(question)
-        subject = retriever.uncovered_subject(question)
-        threshold = refusal_threshold(question, retriever.settings)
-        answer = extractive_answer(question, hits, threshold, missing, generation, subject)
+        if resolution is None:
+            resolution = resolve(question, _previous(turns, retriever, k, filters, MAX_DEPTH), generation)
+        answer, hits = answer_resolved(resolution, retriever, k, filters)
+    answer = replace(answer, warnings=(*warnings, *answer.warnings))
     if answer.refused or not use_llm:
-        yield FinalAnswer(answer)
+        yield FinalAnswer(understood_as(answer, resolution))
         return
+    model = model or chat_model_from_settings(retriever.settings)
+    if resolution.understood:
+        yield TextDelta(f"理解为：{resolution.understood}\n")
+    question = resolution.question
     accepted = {c.chunk_id for c in answer.citations}
-    model = chat_model or chat_model_from_settings(retriever.settings)
     passages = [h for h in hits if h.chunk_id in accepted]
     verdict = judge(question, passages, model)
     if verdict == "no":
         best = max((relevance(h) for h in passages), default=0.0)
         refusal = Refusal("judge", best, "LLM 判断检索到的段落不能回答这个问题")
         text = REFUSAL + "检索到的段落谈的不是这个问题。以下段落可能相关，仅供参考。"
-        yield FinalAnswer(Answer(text, "llm", related=tuple(hits[:3]), refusal=refusal))
+        refused = Answer(text, "llm", related=tuple(hits[:3]), warnings=warnings, refusal=refusal)
+        yield FinalAnswer(understood_as(refused, resolution))
         return
     note = {"partly": "LLM 判断检索到的段落只回答了问题的一部分", "unclear": "LLM 没有给出能否回答的判断"}
     wanted = wanted_roles(understand(question))[0]
     for event in stream_llm_answer(question, passages, model, wanted):
-        if isinstance(event, FinalAnswer) and verdict in note:
-            event = FinalAnswer(replace(event.answer, warnings=(*event.answer.warnings, note[verdict])))
-        if isinstance(event, TextDelta) or event.answer.citations:
+        if isinstance(event, TextDelta):
             yield event
+            continue
+        checked = event.answer.warnings
+        if event.answer.citations:
+            verdict_note = (note[verdict],) if verdict in note else ()
+            final = replace(event.answer, warnings=(*warnings, *checked, *verdict_note))
         else:
             # The model gave nothing its passages back up; the extractive answer is the safe one.
-            warnings = (*event.answer.warnings, "LLM 的回答没有可核对的引用，改用原文摘录回答")
-            yield FinalAnswer(replace(answer, warnings=warnings))
+            fallback = "LLM 的回答没有可核对的引用，改用原文摘录回答"
+            final = replace(answer, warnings=(*answer.warnings, *checked, fallback))
+        yield FinalAnswer(understood_as(final, resolution))
+
+
+REGION_DEPTH = 20  # hits searched for a follow-up before its previous answer's sections are preferred
+REGION_BONUS = 0.5  # of the hits' score spread, added to a hit inside the previous answer's sections
+
+
+def answer_resolved(
+    resolution: Resolution,
+    retriever: Retriever,
+    k: int | None = None,
+    filters: dict | None = None,
+) -> tuple[Answer, list[Hit]]:
+    """The offline answer to a question as understood, and the hits it was chosen from.
+
+    Call inside ``retriever.pinned()``. Refusal applies to the standalone question; an ordinal that
+    picked a part of a report is answered from that part (every citation inside it), one that pointed
+    past the end of the previous answer's list is refused (rule ``reference``).
+    """
+    if resolution.unresolved:
+        refusal = Refusal("reference", 0.0, resolution.unresolved)
+        return Answer(resolution.unresolved, "extractive", refusal=refusal), []
+    generation = retriever.generation
+    question, k = resolution.question, k or retriever.settings.top_k
+    hits = retriever.search(
+        resolution.query, k=max(k, REGION_DEPTH) if resolution.region else k, filters=filters
+    )
+    hits = prefer(hits, resolution.region)[:k]
+    missing = retriever.uncovered_topics(question)
+    subject = retriever.uncovered_subject(question)
+    threshold = refusal_threshold(question, retriever.settings)
+    if resolution.part is not None and not evidence(question, hits, missing, subject).refusal(threshold):
+        passage = passage_at(generation, resolution.part_doc, resolution.part.head_start)
+        if passage is not None:
+            text, citations = part_answer(passage, resolution.part, generation, question)
+            return Answer(text, "extractive", tuple(citations)), hits
+    return extractive_answer(question, hits, threshold, missing, generation, subject), hits
+
+
+def understood_as(answer: Answer, resolution: Resolution) -> Answer:
+    """``answer`` saying how its question was understood, when it was read as a follow-up."""
+    if not resolution.understood:
+        return answer
+    return replace(
+        answer, answer=f"理解为：{resolution.understood}\n{answer.answer}", understood=resolution.understood
+    )
+
+
+def prefer(hits: Sequence[Hit], region: Sequence[Span]) -> list[Hit]:
+    """``hits`` re-ranked so that those inside ``region`` (the previous answer's passages and sections)
+    come before others of similar score."""
+    if not region or not hits:
+        return list(hits)
+    spread = (max(h.score for h in hits) - min(h.score for h in hits)) or 1.0
+
+    def inside(hit: Hit) -> bool:
+        return any(s.doc_id == hit.doc_id and hit.start < s.end and s.start < hit.end for s in region)
+
+    boosted = [replace(h, score=h.score + REGION_BONUS * spread) if inside(h) else h for h in hits]
+    ranked = sorted(boosted, key=lambda h: -h.score)
+    return [replace(h, rank=rank) for rank, h in enumerate(ranked, 1)]
+
+
+def passage_at(generation: Generation, doc_id: str, offset: int) -> Hit | None:
+    """The shortest indexed passage of ``doc_id`` holding ``offset``, as a hit (for citing a part)."""
+    rows = [int(r) for r in np.flatnonzero(generation.doc_ids == doc_id)]
+    holding = [c for c in generation.chunks(rows) if c.start <= offset < c.end]
+    if not holding:
+        return None
+    chunk = min(holding, key=lambda c: c.end - c.start)
+    meta = {**generation.doc_meta.get(doc_id, {}), **chunk.meta}
+    return Hit(**vars(chunk) | {"meta": meta}, rank=1, score=0.0)
+
+
+def _previous(
+    turns: Sequence[Turn], retriever: Retriever, k: int | None, filters: dict | None, depth: int
+) -> Callable[[], Previous | None]:
+    """The last user turn of ``turns`` as understood and answered offline (its own earlier turns read
+    the same way, ``depth`` turns back at most), computed once and only when asked for."""
+
+    @cache
+    def previous() -> Previous | None:
+        users = [i for i, t in enumerate(turns) if t.role == "user"]
+        if not users or depth == 0:
+            return None
+        last = users[-1]
+        earlier = _previous(turns[:last], retriever, k, filters, depth - 1)
+        resolution = resolve(turns[last].content, earlier, retriever.generation)
+        return Previous(resolution, answer_resolved(resolution, retriever, k, filters)[0])
+
+    return previous
 
 
 def extractive_answer(

@@ -217,6 +217,56 @@ def _listed(nodes: list[OutlineNode], node: OutlineNode) -> tuple[OutlineNode, l
     return node, []
 
 
+def part_answer(hit: Hit, node: OutlineNode, library: Library, question: str) -> tuple[str, list[Citation]]:
+    """The answer about one part of a report a follow-up picked out: the parts it lists, each cited, or
+    its sentences when it lists nothing; a ``line`` (a passage an earlier answer quoted) is quoted as it
+    is. ``hit`` is the passage holding it."""
+    if node.kind == "line":
+        document = library.document(hit.doc_id)
+        text = document.text if document is not None else ""
+        return f"{_header(document, hit.title)}：\n{text[node.start : node.end]}[1]", [
+            _citation(hit, text, node.start, node.end, 1)
+        ]
+    return _group_answer((hit, node), library, topic_words(question, understand(question)), ROLES)
+
+
+def listed_parts(citations: Sequence[Citation], library: Library) -> list[tuple[str, OutlineNode]]:
+    """The list an answer showed, as (document, part) in order: what "第二项" counts in.
+
+    1. A list answer (``_group_answer``) cites each part it lists at the part's headline (or the whole
+       part): when two or more cited parts share a parent, the list is all of that parent's parts (an
+       answer quoting only 三是 and 四是 still shows a list of four).
+    2. Otherwise, two or more citations are the numbered lines the reader saw: each is a ``line`` part.
+    3. Otherwise, the innermost enumeration or section listing two or more parts around the cited passage.
+    """
+    for citation in citations:
+        nodes = library.outline(citation.doc_id)
+        headed = [
+            n
+            for n in nodes
+            if n.kind in ("item", "section")
+            and citation.start in (n.head_start if n.head_end > n.head_start else n.start, n.start)
+        ]
+        if not headed:
+            continue
+        cited = {c.start for c in citations if c.doc_id == citation.doc_id}
+        parent = next((n for n in nodes if n.index == headed[0].parent), None)
+        siblings = [n for n in nodes if n.parent == headed[0].parent and n.kind == headed[0].kind]
+        if sum(n.head_start in cited or n.start in cited for n in siblings) >= 2:
+            members = _members(nodes, parent) if parent is not None else siblings
+            return [(citation.doc_id, n) for n in (members if headed[0] in members else siblings)]
+    if len(citations) >= 2:
+        return [
+            (c.doc_id, OutlineNode(-1, None, "line", "", c.start, c.end, c.start, c.start)) for c in citations
+        ]
+    for citation in citations:
+        nodes = library.outline(citation.doc_id)
+        for node in reversed(outline_path(nodes, citation.start)):
+            if node.kind in ("enumeration", "section") and len(_members(nodes, node)) >= 2:
+                return [(citation.doc_id, n) for n in _members(nodes, node)]
+    return []
+
+
 def _group_answer(
     group: tuple[Hit, OutlineNode | None], library: Library, words: set[str], roles: Sequence[str]
 ) -> tuple[str, list[Citation]]:

@@ -323,6 +323,38 @@ def test_openai_client_chat_with_citations_and_a_sources_block(open_api: Live) -
         client.chat.completions.create(model="gpt-4o", messages=messages)
 
 
+def test_follow_ups_read_the_conversation_in_rest_openai_chat_and_mcp(open_api: Live) -> None:
+    earlier = [
+        {"role": "user", "content": "银行业对新市民提供了哪些金融支持？"},
+        {"role": "assistant", "content": "……"},
+    ]
+    understood = "保险业对新市民提供了哪些金融支持？"
+    with open_api.client() as client:
+        assert client.get("/api/v1/info").json()["follow_ups"] is True
+        answer = client.post("/api/v1/ask", json={"question": "那保险业呢？", "history": earlier}).json()
+        assert answer["understood"] == understood and not answer["refused"]
+        assert answer["answer"].startswith(f"理解为：{understood}")
+        alone = client.post("/api/v1/ask", json={"question": "那保险业呢？"}).json()
+        assert alone["understood"] == ""
+    chat = openai.OpenAI(base_url=f"{open_api.url}/v1", api_key="unused", max_retries=0)
+    messages = [*earlier, {"role": "user", "content": "那保险业呢？"}]
+    reply = chat.chat.completions.create(model="zhiwen", messages=messages).choices[0].message.content
+    assert reply.startswith(f"理解为：{understood}")
+
+    async def run() -> dict:
+        http = create_mcp_http_client()
+        async with (
+            http,
+            streamable_http_client(f"{open_api.url}/mcp", http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            found = await session.call_tool("ask", {"question": "那保险业呢？", "history": earlier})
+            return found.structured_content
+
+    assert asyncio.run(run())["understood"] == understood
+
+
 # --- Dify external knowledge API -------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ from zhiwen.core.types import Answer, Hit, TextDelta
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 from zhiwen.retriever.answer import relevance
 
-from .kb import ASK_TAKES_HISTORY, KnowledgeBase
+from .kb import KnowledgeBase
 from .keys import ApiKey, KeyStore, Role
 
 API = "/api/v1"
@@ -371,7 +371,7 @@ def create_api(
             "fusion": settings.fusion,
             "top_k": settings.top_k,
             "llm": kb.llm_configured,
-            "follow_ups": ASK_TAKES_HISTORY,
+            "follow_ups": True,
             "auth": {"keys_required": keys.active() or login_required},
             "limits": {
                 "max_query_chars": settings.max_query_chars,

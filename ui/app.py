@@ -147,9 +147,11 @@ class ZhiwenApp:
         pending = [*shown, {"role": "user", "content": escape(question)}]
         yield [*pending, {"role": "assistant", "content": "正在检索…"}], gr.skip(), conversation, ""
         answer, streamed = None, ""
-        # The conversation so far, as OpenAI-style turns, is conversation["messages"]; follow-up
-        # questions pass it here as history=conversation["messages"].
-        for event in self.kb.answer_events(question, use_llm=self.use_llm, filters=filters or None):
+        # The conversation so far (OpenAI-style turns): follow-ups ("第二项具体是什么？") are read against it.
+        events = self.kb.answer_events(
+            question, use_llm=self.use_llm, filters=filters or None, history=conversation["messages"]
+        )
+        for event in events:
             match event:
                 case FinalAnswer(final):
                     answer = final

@@ -161,24 +161,45 @@ def search(settings: Settings, query: str, k: int | None, as_json: bool, **filte
     "--json",
     "as_json",
     is_flag=True,
-    help="Print {answer, mode, refused, citations: [{n, chunk_id, doc_id, title, text, start, end}]}.",
+    help="Print {answer, mode, refused, understood, citations: [{n, chunk_id, doc_id, title, text, start, end}]}.",
+)
+@click.option(
+    "--history",
+    "history_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help='The conversation before QUESTION: a JSON list of {"role": "user"|"assistant", "content": ...} '
+    "messages, as in OpenAI's messages. Follow-ups (第二项…, 那X呢) are read against it.",
 )
 @filter_options
 @settings_options
 def ask(
-    settings: Settings, question: str, k: int | None, use_llm: bool, as_json: bool, **filters: str | None
+    settings: Settings,
+    question: str,
+    k: int | None,
+    use_llm: bool,
+    as_json: bool,
+    history_file: Path | None,
+    **filters: str | None,
 ) -> None:
     """Answer QUESTION from the index with numbered citations [n].
 
     Offline by default: the answer is made of the most relevant original sentences. When nothing in the
-    index is relevant enough, says so and lists the nearest passages as 可能相关.
+    index is relevant enough, says so and lists the nearest passages as 可能相关. With --history, a
+    follow-up question is answered as understood in the conversation, and the answer says how (理解为：…).
     """
     from zhiwen.retriever import Retriever
     from zhiwen.retriever.answer import ask as ask_question
 
+    history = read_history_file(history_file) if history_file else None
     preflight(settings)
     stream = ask_question(
-        question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters)
+        question,
+        Retriever(settings),
+        k=k,
+        use_llm=use_llm,
+        filters=collect_filters(**filters),
+        history=history,
     )
     answer = None
     for event in stream:
@@ -200,6 +221,31 @@ def ask(
         click.echo(click.style(f"[{c.n}] {c.title}", bold=True) + f"  {c.doc_id} [{c.start}:{c.end}]")
     for h in answer.related:
         click.echo(click.style(f"可能相关: {h.title}", dim=True) + f"  [{h.start}:{h.end}] {h.text[:60]}…")
+
+
+def read_history_file(path: Path) -> list[dict[str, str]]:
+    """The conversation in ``path`` (a JSON list of {role, content} messages); a ``ClickException``
+    naming the file, and the message when one is wrong, otherwise."""
+    from zhiwen.retriever.followup import HistoryError, read_history
+
+    try:
+        messages = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"{path}: no such file (--history wants a JSON list of messages)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(messages, list):
+        raise click.ClickException(f'{path}: must be a JSON list of {{"role", "content"}} messages')
+    try:
+        return [{"role": t.role, "content": t.content} for t in read_history(messages)]
+    except HistoryError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
 
 
 @main.group()

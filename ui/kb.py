@@ -8,7 +8,6 @@ the retriever to it, so a search runs on the old generation or the new one, neve
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 import sys
@@ -31,9 +30,6 @@ from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask
 
 WARM_UP = "如何支持新市民金融？"
-# Follow-up questions arrive with the chat issue: until ``ask`` takes the conversation, earlier turns are
-# accepted by the API and not used.
-ASK_TAKES_HISTORY = "history" in inspect.signature(ask).parameters
 
 
 @dataclass(frozen=True)
@@ -76,15 +72,14 @@ class KnowledgeBase:
     ) -> Iterator[AnswerEvent]:
         """``ask`` in the chosen mode; an LLM that fails is reported and the answer given offline.
 
-        ``history`` is the conversation before ``question`` as {role, content} messages; it reaches
-        ``ask`` only when ``ask`` takes it (``ASK_TAKES_HISTORY``).
+        ``history`` is the conversation before ``question`` as {role, content} messages: follow-ups are
+        read against it.
         """
-        extra: dict[str, Any] = {"history": list(history)} if ASK_TAKES_HISTORY and history else {}
         if not use_llm:
-            yield from ask(question, self.retriever, k=k, filters=filters, **extra)
+            yield from ask(question, self.retriever, k=k, filters=filters, history=history)
             return
         try:
-            yield from ask(question, self.retriever, k=k, use_llm=True, filters=filters, **extra)
+            yield from ask(question, self.retriever, k=k, use_llm=True, filters=filters, history=history)
         except Exception as exc:  # noqa: BLE001 - any LLM failure is reported with the offline answer
             offline = self.answer(question, filters=filters, history=history, k=k)
             warnings = (*offline.warnings, f"LLM 不可用，已改用离线摘录回答：{exc}")

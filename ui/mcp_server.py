@@ -49,11 +49,15 @@ def build_mcp(kb: KnowledgeBase) -> MCPServer:
         return [h.to_dict() for h in hits]
 
     @server.tool()
-    def ask(question: str) -> dict[str, Any]:
+    def ask(question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Answer `question` from the knowledge base with numbered citations [n]; each citation gives
         doc_id, title, start, end and the exact quoted text. A question the knowledge base cannot answer is
-        refused (refused: true) with the nearest passages under `related`."""
-        return kb.answer(checked(question, "question"), use_llm=kb.llm_configured).to_dict()
+        refused (refused: true) with the nearest passages under `related`. `history` is the conversation
+        so far ([{"role": "user"|"assistant", "content": ...}]): a follow-up such as "第二项具体是什么？"
+        is read against it, and `understood` says how."""
+        return kb.answer(
+            checked(question, "question"), use_llm=kb.llm_configured, history=history or []
+        ).to_dict()
 
     @server.tool()
     def list_documents() -> list[dict[str, Any]]:
