@@ -85,6 +85,14 @@ def test_chat_streams_an_answer_with_linked_citations_and_sources(shared: Zhiwen
     )
 
 
+def test_a_follow_up_in_the_window_is_read_against_the_conversation(shared: ZhiwenApp) -> None:
+    _, _, conversation, _ = run_chat(shared, "金融促进消费有哪些措施？")[-1]
+    messages, _, conversation, _ = run_chat(shared, "第二项具体是什么？", conversation)[-1]
+    answer = conversation["answers"][-1]["answer"]
+    assert "理解为" in messages[-1]["content"] and not answer["refused"]
+    assert any("二是在“准”字上下功夫" in c["text"] for c in answer["citations"]), answer["citations"]
+
+
 def test_every_answer_keeps_its_own_sources_and_selecting_shows_them(shared: ZhiwenApp) -> None:
     _, _, conversation, _ = run_chat(shared, "如何支持新市民金融？")[-1]
     messages, sources, conversation, _ = run_chat(shared, "金融促进消费有哪些措施？", conversation)[-1]
