@@ -15,6 +15,7 @@ FUSIONS = (
     "zscore",
     "adaptive",
     "coverage",
+    "verbatim",
 )  # how hybrid fuses (functions in retriever/hybrid.py)
 DENSE_INDEXES = ("auto", "flat", "hnsw", "ivf-sq8")  # FAISS index kinds; auto picks hnsw above ann_threshold
 ENCODERS = ("onnx-int8", "onnx", "torch")  # what runs the default model (core/encoders.py)

@@ -6,8 +6,10 @@ newer generation when one was written, while searches still running keep the one
 
 from __future__ import annotations
 
+import math
+import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +37,9 @@ from .intent import understand
 from .topics import glossary_from_settings, load_glossary
 
 CANDIDATES = 100
+VERBATIM_SHARE = 0.5  # a passage repeating this share of the question's characters in one run ...
+VERBATIM_MIN_CHARS = 6  # ... and at least this many, gets the verbatim fusion's bonus
+_NOT_LETTERS = re.compile(r"[\W_]")
 RERANK_DEPTH = 20
 
 
@@ -208,6 +213,8 @@ class Retriever:
             method, params = fusion or self.fusion, params or self.params
             if method == "coverage":
                 params = replace(params, bm25_coverage=self.bm25_coverage(query, bm25))
+            elif method == "verbatim":
+                params = replace(params, verbatim=self.verbatim_rows(query, set(bm25) | set(dense)))
             ranked = fused = fuse(method, bm25, dense, params)
         else:
             ranked = fused = bm25 if strategy == "bm25" else dense
@@ -246,6 +253,17 @@ class Retriever:
             return 0.0
         best = max(bm25, key=lambda row: (bm25[row], -row))
         return len(words & set(tokenize(self.generation.chunk(best).indexed_text))) / len(words)
+
+    def verbatim_rows(self, query: str, rows: Iterable[int]) -> frozenset[int]:
+        """The candidates whose text repeats a run of the question's characters verbatim: at least half
+        the question (punctuation aside) and at least ``VERBATIM_MIN_CHARS``."""
+        letters = _NOT_LETTERS.sub("", query)
+        size = max(VERBATIM_MIN_CHARS, math.ceil(VERBATIM_SHARE * len(letters)))
+        if len(letters) < size:
+            return frozenset()
+        runs = {letters[i : i + size] for i in range(len(letters) - size + 1)}
+        texts = self.generation.texts(rows)
+        return frozenset(row for row, text in texts.items() if any(run in text for run in runs))
 
     def _rerank(self, query: str, rows: list[int]) -> dict[int, float]:
         """Cross-encoder scores for the top candidates (settings.reranker names the model)."""

@@ -56,3 +56,29 @@ def test_coverage_lets_bm25_lead_when_its_best_passage_holds_the_question():
     assert max(own_words, key=own_words.get) == 1, "BM25's best passage holds the question: it leads"
     assert max(paraphrase, key=paraphrase.get) == 2, "few words in common: dense search leads"
     assert paraphrase == fuse("zscore", bm25, dense, FusionParams(dense_weight=0.6))
+
+
+def test_verbatim_lifts_only_the_passages_that_repeat_the_question():
+    bm25 = {1: 9.0, 2: 5.0, 3: 4.0}
+    dense = {1: 0.70, 2: 0.95, 3: 0.72}
+    plain = fuse("zscore", bm25, dense, FusionParams(dense_weight=0.6))
+    assert max(plain, key=plain.get) == 2, "without the bonus dense search's favourite leads"
+    lifted = fuse("verbatim", bm25, dense, FusionParams(dense_weight=0.6, verbatim=frozenset({1})))
+    assert max(lifted, key=lifted.get) == 1 and lifted[1] == pytest.approx(plain[1] + 1.0)
+    assert {r: lifted[r] for r in (2, 3)} == {r: plain[r] for r in (2, 3)}
+    assert fuse("verbatim", bm25, dense, FusionParams(dense_weight=0.6)) == plain
+
+
+def test_verbatim_rows_need_half_the_question_in_one_run(corpus_settings):
+    from zhiwen.retriever import Retriever
+
+    retriever = Retriever(corpus_settings)
+    chunks = retriever.generation.chunks()
+    rows = range(len(chunks))
+    question = "量身打造新市民专属信贷产品有哪些？"  # 16 characters: a run of 8 is needed
+    runs = {question[i : i + 8] for i in range(16 - 8 + 1)}
+    expected = {row for row in rows if any(run in chunks[row].text for run in runs)}
+    assert expected and any("量身打造新市民专属信贷产品" in chunks[row].text for row in expected)
+    assert retriever.verbatim_rows(question, rows) == expected
+    assert retriever.verbatim_rows("刚进城安家的人能申请什么专门的贷款？", rows) == frozenset()
+    assert retriever.verbatim_rows("新市民？", rows) == frozenset(), "shorter than the minimum run"

@@ -90,7 +90,13 @@ def test_a_follow_up_in_the_window_is_read_against_the_conversation(shared: Zhiw
     messages, _, conversation, _ = run_chat(shared, "第二项具体是什么？", conversation)[-1]
     answer = conversation["answers"][-1]["answer"]
     assert "理解为" in messages[-1]["content"] and not answer["refused"]
-    assert any("二是在“准”字上下功夫" in c["text"] for c in answer["citations"]), answer["citations"]
+    text = (CORPUS / "银保监局-主题教育与金融促进消费工作.txt").read_text(encoding="utf-8")
+    second = (text.index("二是在“准”字上下功夫"), text.index("三是在“新”字上求突破"))  # the item asked for
+    cited = [(c["doc_id"], c["start"], c["end"]) for c in answer["citations"]]
+    assert cited and all(
+        d == "银保监局-主题教育与金融促进消费工作.txt" and second[0] <= a < b <= second[1]
+        for d, a, b in cited
+    ), cited
 
 
 def test_every_answer_keeps_its_own_sources_and_selecting_shows_them(shared: ZhiwenApp) -> None:
