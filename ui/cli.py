@@ -25,6 +25,8 @@ from zhiwen.core.types import FinalAnswer, TextDelta
 from zhiwen.core.vocab import CHUNKERS, ROLES, STRATEGIES
 
 if TYPE_CHECKING:
+    from zhiwen.core.embed import Embedder
+
     from .kb import KnowledgeBase
 
 COMMAND_GROUP = "zhiwen.commands"
@@ -118,6 +120,20 @@ def collect_filters(
     return {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc, "role": role}
 
 
+def _embedder_loading(settings: Settings) -> Embedder:
+    """An embedder whose model is already loading on a thread, before the retriever's imports run.
+
+    Loading the model and the rest of start-up overlap (see ``core.encoders.preload_encoder``); BM25
+    alone needs no model.
+    """
+    from zhiwen.core.embed import Embedder
+    from zhiwen.core.encoders import preload_encoder
+
+    if settings.strategy != "bm25":
+        preload_encoder(settings)
+    return Embedder(settings)
+
+
 @main.command()
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="How many passages (default 5).")
@@ -131,10 +147,11 @@ def search(settings: Settings, query: str, k: int | None, as_json: bool, **filte
     With --json: a list of {rank, chunk_id, doc_id, title, text, start, end, score, context, kind,
     scores, meta}, where text == the source document's text[start:end].
     """
+    preflight(settings)
+    embedder = _embedder_loading(settings)
     from zhiwen.retriever import Retriever
 
-    preflight(settings)
-    hits = Retriever(settings).search(query, k=k, filters=collect_filters(**filters))
+    hits = Retriever(settings, embedder=embedder).search(query, k=k, filters=collect_filters(**filters))
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return
@@ -173,13 +190,13 @@ def ask(
     Offline by default: the answer is made of the most relevant original sentences. When nothing in the
     index is relevant enough, says so and lists the nearest passages as 可能相关.
     """
+    preflight(settings)
+    embedder = _embedder_loading(settings)
     from zhiwen.retriever import Retriever
     from zhiwen.retriever.answer import ask as ask_question
 
-    preflight(settings)
-    stream = ask_question(
-        question, Retriever(settings), k=k, use_llm=use_llm, filters=collect_filters(**filters)
-    )
+    retriever = Retriever(settings, embedder=embedder)
+    stream = ask_question(question, retriever, k=k, use_llm=use_llm, filters=collect_filters(**filters))
     answer = None
     for event in stream:
         match event:
