@@ -136,11 +136,13 @@ def stopwords() -> frozenset[str]:
 
 
 def tokenize_many(texts: Iterable[str]) -> list[list[str]]:
-    """``tokenize`` for many texts (an index's chunks): the whole dictionary is read into memory first."""
+    """``tokenize`` for many texts (an index's chunks): the whole dictionary is read into memory first,
+    and a text that repeats (boilerplate, a re-used article) is cut once."""
     tok = domain_tokenizer()
     if isinstance(tok.FREQ, FrozenWords):
         tok.FREQ = tok.FREQ.read_all()
-    return [tokenize(text) for text in texts]
+    cut: dict[str, list[str]] = {}
+    return [cut[text] if text in cut else cut.setdefault(text, tokenize(text)) for text in texts]
 
 
 def tokenize(text: str) -> list[str]:

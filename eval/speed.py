@@ -287,7 +287,7 @@ def bench_scale(
         exact = faiss.IndexFlatIP(vectors.shape[1])
         exact.add(vectors)
         _, truth = exact.search(query_vectors, 10)
-        for kind in ("flat", "ivf-sq8") if size >= 50_000 else ("flat",):
+        for kind in ("flat", "ivf-sq8", "hnsw") if size >= 50_000 else ("flat",):
             indexed = settings.replace(index_dir=work / f"scale-{size}-{kind}")
             started = time.perf_counter()
             write_generation(indexed.index_dir, documents, chunks, vectors, index_signature(settings), kind)

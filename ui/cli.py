@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from zhiwen.core.encoders import preload_encoder
+from zhiwen.core.index import read_manifest
 from zhiwen.core.options import preflight, setting_choice, settings_options
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import FinalAnswer, TextDelta
@@ -127,7 +129,6 @@ def _embedder_loading(settings: Settings) -> Embedder:
     alone needs no model.
     """
     from zhiwen.core.embed import Embedder
-    from zhiwen.core.encoders import preload_encoder
 
     if settings.strategy != "bm25":
         preload_encoder(settings)
@@ -353,11 +354,14 @@ def serve(settings: Settings, corpus: Path, open_browser: bool, auth_from_file: 
     /mcp, docs at /docs) is described under `zhiwen api`. Wrong logins are rate-limited: after 5
     within a minute, logins are refused for a minute.
     """
-    from zhiwen.ui.app import launch
-
     if auth_from_file is not None:
         settings = settings.replace(auth=auth_from_file)
     preflight(settings, writes_index=True)
+    if read_manifest(settings.index_dir) is not None:
+        # The model loads while Gradio is imported (seconds); a first start ingests and loads it then.
+        preload_encoder(settings)
+    from zhiwen.ui.app import launch
+
     launch(settings, corpus=corpus, open_browser=open_browser)
 
 
@@ -462,8 +466,6 @@ def apikey_revoke(settings: Settings, key_id: str) -> None:
 @settings_options
 def info(settings: Settings) -> None:
     """Print the effective settings and what the index holds."""
-    from zhiwen.core.index import read_manifest
-
     shown = {k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"}
     if settings.auth:
         shown["auth"] = settings.auth.partition(":")[0] + ":***"
