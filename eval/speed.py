@@ -172,6 +172,16 @@ def bench_startup(settings: Settings, work: Path, runs: int, serve: bool, table:
         )
 
 
+def _throughput(work: Callable[[], object], items: int) -> tuple[float, float]:
+    """Items per wall-clock second and per CPU second (this process, all threads) of one call of ``work``.
+
+    With one thread per job, CPU seconds are what the work costs whatever else the machine runs.
+    """
+    started, cpu = time.perf_counter(), time.process_time()
+    work()
+    return items / (time.perf_counter() - started), items / (time.process_time() - cpu)
+
+
 def _report_chunks(passages: int) -> tuple[list[Document], list[Chunk]]:
     """Whole government work reports, in order, until they hold at least ``passages`` chunks."""
     docs: list[Document] = []
@@ -189,34 +199,36 @@ def bench_embedding(settings: Settings, work: Path, passages: int, dev_sets: boo
     docs, chunks = _report_chunks(passages)
     texts = [settings.passage_prompt + c.indexed_text for c in chunks]
     rate: dict[str, float] = {}
+    cpu_rate: dict[str, float] = {}
     for encoder in ENCODERS:
         model = load_encoder(settings.replace(encoder=encoder))
         model.encode(texts[:8], settings.embed_batch_size)  # warm-up
-        started = time.perf_counter()
-        model.encode(texts, settings.embed_batch_size)
-        rate[encoder] = len(texts) / (time.perf_counter() - started)
-    for encoder in ("onnx", "onnx-int8"):
-        table.add(
-            "embedding",
-            f"{encoder} passages/s ({len(texts)} chunks; vs torch fp32)",
-            rate[encoder],
-            rate["torch"],
-            "higher",
+        rate[encoder], cpu_rate[encoder] = _throughput(
+            lambda m=model: m.encode(texts, settings.embed_batch_size), len(texts)
         )
+    for encoder in ("onnx", "onnx-int8"):
+        for label, rates in (("passages/s", rate), ("passages per CPU s", cpu_rate)):
+            table.add(
+                "embedding",
+                f"{encoder} {label} ({len(texts)} chunks; vs torch fp32)",
+                rates[encoder],
+                rates["torch"],
+                "higher",
+            )
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Embedder(settings, cache=EmbeddingCache(Path(tmp) / "embeddings.sqlite"))
         fresh.encode_queries(["预热"])
-        report = ingest_documents(
-            docs, settings.replace(index_dir=Path(tmp) / "index"), progress=False, embedder=fresh
+        index = settings.replace(index_dir=Path(tmp) / "index")
+        overall, cpu_overall = _throughput(
+            lambda: ingest_documents(docs, index, progress=False, embedder=fresh), len(chunks)
         )
-    overall = report.chunks / report.seconds
-    table.add(
-        "embedding",
-        f"ingest overall passages/s (vs raw {settings.encoder} encoder)",
-        overall,
-        rate[settings.encoder],
-        "higher",
-    )
+    for label, ours, raw in (
+        ("passages/s", overall, rate[settings.encoder]),
+        ("passages per CPU s", cpu_overall, cpu_rate[settings.encoder]),
+    ):
+        table.add(
+            "embedding", f"ingest overall {label} (vs raw {settings.encoder} encoder)", ours, raw, "higher"
+        )
     sets = ["golden"] + (["ncpqa", "msgabench"] if dev_sets else [])
     for name in sets:
         dataset = load_golden() if name == "golden" else load_dataset(name)
