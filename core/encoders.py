@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .fsutil import remove, temporary_sibling
 from .model import (
     MODEL_DIR_NAME,
     build_stamped,
@@ -152,27 +155,76 @@ def thread_count() -> int:
         return os.cpu_count() or 1
 
 
+def optimized_session(model_file: Path):  # -> onnxruntime.InferenceSession (imported lazily)
+    """An ONNX Runtime session on ``model_file``, from its graph-optimised copy when one was saved.
+
+    ONNX Runtime rewrites the graph at every start (fusing attention, layer norms, GELU and the int8
+    matrix products), which costs about as much as reading the model. The first session saves the
+    rewritten graph beside the model (named for the ONNX Runtime version; extended optimisations only,
+    which hold nothing specific to this CPU), and later ones load it with no optimisation: half the CPU
+    time, the same vectors. A cache that cannot be written just means the graph is rewritten each time.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = thread_count()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    optimized = model_file.with_name(f"{model_file.stem}.optimized-ort{ort.__version__}.onnx")
+    if optimized.is_file():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(str(optimized), options, providers=providers)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    scratch = temporary_sibling(optimized)
+    options.optimized_model_filepath = str(scratch)
+    try:
+        session = ort.InferenceSession(str(model_file), options, providers=providers)
+        os.replace(scratch, optimized)
+    except OSError:
+        remove(scratch)
+        options.optimized_model_filepath = ""
+        session = ort.InferenceSession(str(model_file), options, providers=providers)
+    return session
+
+
 class OnnxEncoder:
-    """An exported model run by ONNX Runtime, tokenised by ``tokenizers``: no torch anywhere."""
+    """An exported model run by ONNX Runtime, tokenised by ``tokenizers``: no torch anywhere.
+
+    A few texts (a question) are tokenised with ``PieceTokenizer``, which reads only the pieces they can
+    use; the full tokenizer, which takes most of a second to load, is loaded for the first larger batch.
+    """
+
+    PIECEWISE_TEXTS = 8
 
     def __init__(self, folder: Path, kind: str) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        max_length = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))[
+        self.max_length = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))[
             "max_seq_length"
         ]
         self.dim = int(config["hidden_size"])
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=max_length)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = thread_count()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(folder / ONNX_FILES[kind]), options, providers=["CPUExecutionProvider"]
-        )
+        self.folder = folder
+        self.pieces = _piece_tokenizer(folder, self.max_length)
+        self._full = None
+        self._full_lock = threading.Lock()
+        self.session = optimized_session(folder / ONNX_FILES[kind])
+
+    @property
+    def tokenizer(self):  # -> tokenizers.Tokenizer
+        """The full tokenizer, loaded on first use."""
+        with self._full_lock:
+            if self._full is None:
+                from tokenizers import Tokenizer
+
+                self._full = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+                self._full.enable_truncation(max_length=self.max_length)
+        return self._full
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """The token ids of each text, from whichever tokenizer is cheaper for this many texts."""
+        if self.pieces is not None and self._full is None and len(texts) <= self.PIECEWISE_TEXTS:
+            return self.pieces.encode_ids(texts)
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Normalised vectors of ``texts``, in order, one text per run (``batch_size`` is not needed).
@@ -182,11 +234,25 @@ class OnnxEncoder:
         passage embedded beside others would otherwise get a slightly different vector each time.
         """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, encoding in enumerate(self.tokenizer.encode_batch(texts)):
-            ids = np.array([encoding.ids], dtype=np.int64)
+        for row, token_ids in enumerate(self.token_ids(texts)):
+            ids = np.array([token_ids], dtype=np.int64)
             feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
             out[row] = self.session.run(None, feed)[0][0]
         return out
+
+
+def _piece_tokenizer(folder: Path, max_length: int):  # -> PieceTokenizer | None
+    """The piecewise tokenizer of an export folder, writing its vocabulary copy the first time; None when
+    that cannot be written (a read-only cache), and the full tokenizer does all the work."""
+    from .pieces import PIECES_FILE, PieceTokenizer, write_pieces  # imports tokenizers
+
+    path = folder / PIECES_FILE
+    try:
+        if not path.is_file():
+            write_pieces(folder)
+        return PieceTokenizer(path, max_length)
+    except (OSError, sqlite3.Error, ValueError):
+        return None
 
 
 class TorchEncoder:
@@ -227,9 +293,37 @@ class TorchEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+_LOADING = threading.Lock()
+
+
 def load_encoder(settings: Settings) -> OnnxEncoder | TorchEncoder:
-    """The encoder the settings name (exported or converted first when needed), shared per process."""
-    return _load(encoder_for(settings), settings.embed_model, Path(settings.cache_dir))
+    """The encoder the settings name (exported or converted first when needed), shared per process.
+
+    Callers on other threads wait for a load under way instead of starting a second one.
+    """
+    with _LOADING:
+        return _load(encoder_for(settings), settings.embed_model, Path(settings.cache_dir))
+
+
+def preload_encoder(settings: Settings) -> None:
+    """Start loading the encoder on a thread, so a command's other start-up work runs meanwhile.
+
+    ONNX Runtime and tokenizers release the GIL while they read the model and the vocabulary, so on two
+    cores the load and the rest of start-up (imports, the index, BM25) overlap. A load that fails is
+    reported by the first caller of ``load_encoder``, which tries again.
+    """
+
+    if encoder_for(settings) != "torch":
+        # Imported on the calling thread: an import on the loader thread would make the caller's own
+        # imports wait for it, while reading the model and vocabulary is what runs in parallel.
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+
+    def load() -> None:
+        with suppress(Exception):  # the caller that needs the encoder tries again and reports it
+            load_encoder(settings)
+
+    threading.Thread(target=load, name="zhiwen-encoder-load", daemon=True).start()
 
 
 @lru_cache(maxsize=4)

@@ -9,6 +9,9 @@ Layout of ``INDEX_DIR``::
     gen-<stamp>/dense.faiss     FAISS inner-product index over normalised chunk embeddings
     gen-<stamp>/bm25/           bm25s arrays (.npy, loaded with allow_pickle=False) and vocabulary (JSON)
 
+Reading needs neither bm25s nor scipy (``SparseIndex`` scores the arrays bm25s wrote with plain numpy:
+importing bm25s pulls in scipy and numba, a second of start-up), and FAISS is imported on first use.
+
 The writer (``zhiwen.ingest.store``) builds a complete new generation, renames it into place, then points
 ``CURRENT`` at it. Readers hold the generation they opened, so a crash or ``kill -9`` mid-ingest leaves
 the previous index fully usable, and nothing is ever loaded with pickle. ``index_signature`` says which
@@ -23,10 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
-import faiss
 import numpy as np
 
 from .encoders import encoder_for
@@ -34,6 +35,9 @@ from .model import model_id_for
 from .settings import Settings
 from .types import Chunk, Document, OutlineNode
 from .vocab import CHUNKER_VERSIONS
+
+if TYPE_CHECKING:
+    import faiss
 
 SCHEMA_VERSION = 2  # 2: the outline table and the chunks' role column
 TOKENIZER_VERSION = "jieba-search-1"
@@ -75,7 +79,7 @@ class Generation:
         return read_dense(self.path)
 
     @cached_property
-    def sparse(self) -> bm25s.BM25:
+    def sparse(self) -> SparseIndex:
         """The BM25 index: score arrays memory-mapped, vocabulary read from JSON."""
         return read_sparse(self.path)
 
@@ -165,6 +169,8 @@ class Generation:
 
 def read_dense(gen: Path) -> faiss.Index:
     """The dense index of generation ``gen``; a damaged file is an ``IndexStateError`` naming it."""
+    import faiss
+
     path = str(gen / "dense.faiss")
     try:
         try:
@@ -175,10 +181,47 @@ def read_dense(gen: Path) -> faiss.Index:
         raise _damaged(gen, "dense.faiss", exc) from None
 
 
-def read_sparse(gen: Path) -> bm25s.BM25:
+class SparseIndex:
+    """A BM25 index as bm25s saves it, read without bm25s: per-token score columns (CSC) and the vocabulary.
+
+    bm25s stores, for each token, the BM25 score it adds to each chunk that holds it, so a query's scores
+    are sums of columns; this is what ``bm25s.BM25.get_scores_from_ids`` computes, for the ``lucene``
+    method Zhiwen writes (no non-occurrence term).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        params = json.loads((folder / "params.index.json").read_text(encoding="utf-8"))
+        if params.get("method", "lucene") != "lucene" or (folder / "nonoccurrence_array.index.npy").exists():
+            raise ValueError(f"BM25 method {params.get('method')!r} is not lucene")
+        self.num_docs = int(params["num_docs"])
+        self.dtype = np.dtype(params.get("dtype", "float32"))
+        self.vocab: dict[str, int] = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
+        self.vocab.pop("", None)  # bm25s's stand-in for an empty chunk: never a query word
+        arrays = {
+            name: np.load(folder / f"{name}.csc.index.npy", mmap_mode="r", allow_pickle=False)
+            for name in ("data", "indices", "indptr")
+        }
+        self.data, self.indices, self.indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        if max(self.vocab.values(), default=-1) >= len(self.indptr) - 1:
+            raise ValueError(f"{len(self.indptr) - 1} score columns for {len(self.vocab)} tokens")
+
+    def token_ids(self, tokens: Sequence[str]) -> list[int]:
+        """The ids of ``tokens`` that the index knows, repeats kept (a repeated word counts twice)."""
+        return [self.vocab[t] for t in tokens if t in self.vocab]
+
+    def scores(self, token_ids: Sequence[int]) -> np.ndarray:
+        """The BM25 score of every chunk for a query of these token ids."""
+        scores = np.zeros(self.num_docs, dtype=self.dtype)
+        for token in token_ids:
+            start, end = self.indptr[token], self.indptr[token + 1]
+            np.add.at(scores, self.indices[start:end], self.data[start:end])
+        return scores
+
+
+def read_sparse(gen: Path) -> SparseIndex:
     """The BM25 index of generation ``gen``; a damaged file is an ``IndexStateError`` naming it."""
     try:
-        return bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, load_vocab=True, mmap=True)
+        return SparseIndex(gen / "bm25")
     except (OSError, ValueError, KeyError) as exc:
         raise _damaged(gen, "bm25/", exc) from None
 
@@ -333,7 +376,7 @@ def generation_problems(gen: Path) -> list[str]:
             problems.append(f"{gen / 'dense.faiss'}: {dense.ntotal} vectors of {dense.d}, expected {chunks}")
         del dense
         sparse = read_sparse(gen)
-        rows = int(sparse.scores["num_docs"])
+        rows = sparse.num_docs
         if rows != chunks:
             problems.append(f"{gen / 'bm25'}: {rows} rows, expected {chunks}")
     except IndexStateError as exc:

@@ -52,7 +52,7 @@ class Settings:
     embed_model: str = DEFAULT_EMBED_MODEL
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
-    encoder: str = "onnx"  # onnx (fp32), onnx-int8 or torch; int8 waits for a refusal recalibration
+    encoder: str = "onnx-int8"  # onnx-int8, onnx (fp32) or torch: see the README's speed section
     embed_batch_size: int = 32
     chunker: str = "structure"
     max_chunk_chars: int = 360
@@ -70,7 +70,8 @@ class Settings:
     keep_generations: int = 3  # index generations kept for `zhiwen doctor` to fall back to
     ann_threshold: int = 200_000
     reranker: str = ""
-    refusal_threshold: float = 0.842  # calibrated for the default model: zhiwen eval --calibrate-refusal
+    # Calibrated for the default model and encoder (int8): zhiwen eval --calibrate-refusal; fp32 gave 0.842.
+    refusal_threshold: float = 0.8374
     # e5-small's cross-lingual cosines run about 0.13 below Chinese ones (eval/data/english.jsonl: English
     # 0.73-0.85 where the Chinese originals score 0.84-0.94), so English questions get their own floor.
     refusal_threshold_english: float = 0.72

@@ -31,7 +31,7 @@ from zhiwen.core.index import (
     generation_problems,
     generations,
 )
-from zhiwen.core.tokenize import tokenize
+from zhiwen.core.tokenize import tokenize_many
 from zhiwen.core.types import Chunk, Document, OutlineNode
 
 
@@ -96,7 +96,7 @@ def build_dense(vectors: np.ndarray, kind: str, ann_threshold: int) -> tuple[fai
 
 def build_sparse(chunks: Sequence[Chunk]) -> bm25s.BM25:
     """BM25 over jieba tokens of each chunk's indexed text (context plus cited text)."""
-    corpus = [tokenize(c.indexed_text) or [""] for c in chunks]
+    corpus = [tokens or [""] for tokens in tokenize_many(c.indexed_text for c in chunks)]
     bm25 = bm25s.BM25()
     bm25.index(corpus, show_progress=False)
     return bm25

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -31,10 +31,12 @@ from zhiwen.core.tokenize import tokenize
 from zhiwen.core.types import Hit
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 
-from .answerability import Subject, uncovered_subject
 from .hybrid import FusionParams, fuse
 from .intent import understand
 from .topics import glossary_from_settings, load_glossary
+
+if TYPE_CHECKING:
+    from .answerability import Subject
 
 CANDIDATES = 100
 VERBATIM_SHARE = 0.5  # a passage repeating this share of the question's characters in one run ...
@@ -155,6 +157,9 @@ class Retriever:
 
         Aliases come from the configured glossary, or the built-in one when the glossary is off.
         """
+        # Imported here: its part-of-speech tagger takes a second to load, which a search never needs.
+        from .answerability import uncovered_subject
+
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
         english = understand(question).english
         return uncovered_subject(question, self.generation.passages_with, glossary, english)
@@ -279,10 +284,10 @@ class Retriever:
 
     def bm25_scores(self, query: str, depth: int, allowed: np.ndarray | None = None) -> dict[int, float]:
         gen = self.generation
-        ids = gen.sparse.get_tokens_ids(tokenize(query))
+        ids = gen.sparse.token_ids(tokenize(query))
         if not ids:
             return {}
-        scores = gen.sparse.get_scores_from_ids(ids)
+        scores = gen.sparse.scores(ids)
         if allowed is not None:
             masked = np.zeros_like(scores)
             masked[allowed] = scores[allowed]

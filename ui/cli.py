@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from zhiwen.core.encoders import preload_encoder
+from zhiwen.core.index import read_manifest
 from zhiwen.core.options import preflight, setting_choice, settings_options
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import FinalAnswer, TextDelta
 from zhiwen.core.vocab import CHUNKERS, ROLES, STRATEGIES
 
 if TYPE_CHECKING:
+    from zhiwen.core.embed import Embedder
+
     from .kb import KnowledgeBase
 
 COMMAND_GROUP = "zhiwen.commands"
@@ -118,6 +122,19 @@ def collect_filters(
     return {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc, "role": role}
 
 
+def _embedder_loading(settings: Settings) -> Embedder:
+    """An embedder whose model is already loading on a thread, before the retriever's imports run.
+
+    Loading the model and the rest of start-up overlap (see ``core.encoders.preload_encoder``); BM25
+    alone needs no model.
+    """
+    from zhiwen.core.embed import Embedder
+
+    if settings.strategy != "bm25":
+        preload_encoder(settings)
+    return Embedder(settings)
+
+
 @main.command()
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="How many passages (default 5).")
@@ -131,10 +148,11 @@ def search(settings: Settings, query: str, k: int | None, as_json: bool, **filte
     With --json: a list of {rank, chunk_id, doc_id, title, text, start, end, score, context, kind,
     scores, meta}, where text == the source document's text[start:end].
     """
+    preflight(settings)
+    embedder = _embedder_loading(settings)
     from zhiwen.retriever import Retriever
 
-    preflight(settings)
-    hits = Retriever(settings).search(query, k=k, filters=collect_filters(**filters))
+    hits = Retriever(settings, embedder=embedder).search(query, k=k, filters=collect_filters(**filters))
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return
@@ -188,18 +206,15 @@ def ask(
     index is relevant enough, says so and lists the nearest passages as 可能相关. With --history, a
     follow-up question is answered as understood in the conversation, and the answer says how (理解为：…).
     """
+    history = read_history_file(history_file) if history_file else None  # a bad file: one line, before work
+    preflight(settings)
+    embedder = _embedder_loading(settings)
     from zhiwen.retriever import Retriever
     from zhiwen.retriever.answer import ask as ask_question
 
-    history = read_history_file(history_file) if history_file else None
-    preflight(settings)
+    retriever = Retriever(settings, embedder=embedder)
     stream = ask_question(
-        question,
-        Retriever(settings),
-        k=k,
-        use_llm=use_llm,
-        filters=collect_filters(**filters),
-        history=history,
+        question, retriever, k=k, use_llm=use_llm, filters=collect_filters(**filters), history=history
     )
     answer = None
     for event in stream:
@@ -382,11 +397,14 @@ def serve(settings: Settings, corpus: Path, open_browser: bool, auth_from_file: 
     /mcp, docs at /docs) is described under `zhiwen api`. Wrong logins are rate-limited: after 5
     within a minute, logins are refused for a minute.
     """
-    from zhiwen.ui.app import launch
-
     if auth_from_file is not None:
         settings = settings.replace(auth=auth_from_file)
     preflight(settings, writes_index=True)
+    if read_manifest(settings.index_dir) is not None:
+        # The model loads while Gradio is imported (seconds); a first start ingests and loads it then.
+        preload_encoder(settings)
+    from zhiwen.ui.app import launch
+
     launch(settings, corpus=corpus, open_browser=open_browser)
 
 
@@ -491,8 +509,6 @@ def apikey_revoke(settings: Settings, key_id: str) -> None:
 @settings_options
 def info(settings: Settings) -> None:
     """Print the effective settings and what the index holds."""
-    from zhiwen.core.index import read_manifest
-
     shown = {k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"}
     if settings.auth:
         shown["auth"] = settings.auth.partition(":")[0] + ":***"

@@ -1,0 +1,67 @@
+"""What makes start-up cheap gives exactly what the slow parts gave: the frozen jieba dictionary, the BM25
+reader without bm25s, and the question tokenizer that reads only the pieces it needs."""
+
+from __future__ import annotations
+
+import json
+
+import bm25s
+import numpy as np
+import pytest
+from conftest import CORPUS, REPO
+from tokenizers import Tokenizer
+from zhiwen.core.encoders import ensure_onnx_model
+from zhiwen.core.index import index_signature, open_generation
+from zhiwen.core.pieces import PIECES_FILE, PieceTokenizer
+from zhiwen.core.settings import default_cache_dir
+from zhiwen.core.tokenize import _loaded_tokenizer, domain_tokenizer, tokenize
+
+# Edge cases of the tokenizer's normaliser and special tokens, besides ordinary questions.
+ODD_TEXTS = [
+    "",
+    " ",
+    "<s>abc</s><mask>",
+    "a  b\t\tc\u0000d",
+    "～～~~ＡＢＣ１２３",
+    "😀🀄️ emoji",
+    "<unk> <pad>",
+    "\u200b零宽",
+    "ﬁ ligature ㈱ ①②",
+    "query: 新市民 <mask> 金融",
+    "中" * 600,
+]
+
+
+def _questions() -> list[str]:
+    lines = (REPO / "eval" / "data" / "golden.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["query"] for line in lines]
+
+
+def test_frozen_dictionary_cuts_like_a_loaded_jieba():
+    loaded = _loaded_tokenizer()
+    texts = [p.read_text(encoding="utf-8") for p in sorted(CORPUS.glob("*.txt"))] + _questions()
+    for text in texts:
+        assert list(domain_tokenizer().cut_for_search(text)) == list(loaded.cut_for_search(text))
+
+
+def test_sparse_reader_scores_like_bm25s(corpus_settings):
+    gen = open_generation(corpus_settings.index_dir, index_signature(corpus_settings))
+    reference = bm25s.BM25.load(str(gen.path / "bm25"), allow_pickle=False, mmap=True)
+    for question in _questions():
+        tokens = tokenize(question)
+        ids = gen.sparse.token_ids(tokens)
+        assert ids == reference.get_tokens_ids(tokens)
+        if ids:
+            np.testing.assert_array_equal(gen.sparse.scores(ids), reference.get_scores_from_ids(ids))
+    gen.close()
+
+
+@pytest.mark.slow
+def test_question_tokenizer_gives_the_full_tokenizers_ids(embedder):
+    folder = ensure_onnx_model(default_cache_dir())
+    embedder.encode_query("预热")  # writes the pieces file beside the export
+    pieces = PieceTokenizer(folder / PIECES_FILE, 512)
+    full = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    full.enable_truncation(max_length=512)
+    for text in ["query: " + q for q in _questions()] + ODD_TEXTS:
+        assert pieces.encode_ids([text]) == [full.encode(text).ids], text
