@@ -146,3 +146,59 @@ def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
         click.echo(f"  answer: {final.answer}")
         for warning in final.warnings:
             click.echo(f"  ! {warning}")
+
+
+def _rss_mb() -> float:
+    """This process's resident memory in MB (Milvus Lite 3 serves its file from inside the process)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@bench_group.command()
+@click.option("--corpus", type=click.Path(path_type=Path), default=Path("corpus"))
+@click.option("--reports", is_flag=True, help="Index the government work reports instead of --corpus.")
+def backends(corpus: Path, reports: bool) -> None:
+    """Ingest and query latency of FAISS and Milvus Lite on the same documents, and Lite's memory.
+
+    Embeddings are computed once beforehand (a warm-up ingest), so ingest times compare the stores;
+    fresh indexes live under ``cache_dir/bench/backends``. Queries are the golden questions.
+    """
+    import shutil
+
+    base = Settings.load()
+    embedder = Embedder(base)
+    root = base.cache_dir / "bench" / "backends" / ("reports" if reports else "corpus")
+    shutil.rmtree(root, ignore_errors=True)
+    documents = report_documents() if reports else None
+    questions = [q.query for q in load_golden().queries]
+
+    def ingest(settings: Settings) -> float:
+        started = time.perf_counter()
+        if documents is not None:
+            ingest_documents(documents, settings, progress=False, embedder=embedder)
+        else:
+            ingest_paths([corpus], settings, progress=False, embedder=embedder)
+        return time.perf_counter() - started
+
+    ingest(base.replace(index_dir=root / "warm-up"))
+    for backend in ("faiss", "milvus"):
+        settings = base.replace(index_dir=root / backend, backend=backend)
+        before = _rss_mb()
+        seconds = ingest(settings)
+        retriever = Retriever(settings, embedder=embedder)
+        retriever.search(questions[0])
+        counts = retriever.generation.manifest["counts"]
+        click.echo(
+            f"{backend}: ingest {seconds:.1f} s for {counts['documents']} documents, {counts['chunks']} chunks"
+            " (embeddings cached)"
+        )
+        for strategy in ("bm25", "dense", "hybrid"):
+            samples = []
+            for question in questions:
+                started = time.perf_counter()
+                retriever.search(question, k=5, strategy=strategy)
+                samples.append(time.perf_counter() - started)
+            click.echo(f"  {strategy:<7} {percentiles(samples)}")
+        click.echo(f"  process memory {before:.0f} -> {_rss_mb():.0f} MB (resident) across this backend's run")
