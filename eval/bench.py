@@ -3,6 +3,7 @@
     zhiwen eval bench search  [--index DIR] [--corpus corpus/ | --reports]   query latency p50/p95
     zhiwen eval bench answer  [--index DIR]                                  offline answer latency
     zhiwen eval bench llm     [--gguf FILE] [--questions 3]                  tokens/s, end-to-end
+    zhiwen eval bench backends [--corpus corpus/ | --reports]               FAISS vs Milvus Lite
 
 ``--reports`` indexes the 52+ State Council government work reports from ../shared/evaldata first.
 """
@@ -29,6 +30,19 @@ from .datasets import default_evaldata, load_golden
 def percentiles(samples: list[float]) -> str:
     ms = np.array(samples) * 1000
     return f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, n={len(ms)}"
+
+
+def strategy_latencies(retriever: Retriever, questions: list[str]) -> dict[str, str]:
+    """Search latency percentiles of each strategy over ``questions`` (top 5)."""
+    figures = {}
+    for strategy in ("bm25", "dense", "hybrid"):
+        samples = []
+        for question in questions:
+            started = time.perf_counter()
+            retriever.search(question, k=5, strategy=strategy)
+            samples.append(time.perf_counter() - started)
+        figures[strategy] = percentiles(samples)
+    return figures
 
 
 def report_documents() -> list[Document]:
@@ -66,13 +80,8 @@ def search(index_dir: Path | None, corpus: Path, reports: bool) -> None:
     retriever.search(questions[0])
     counts = retriever.generation.manifest["counts"]
     click.echo(f"index {settings.index_dir}: {counts['documents']} documents, {counts['chunks']} chunks")
-    for strategy in ("bm25", "dense", "hybrid"):
-        samples = []
-        for question in questions:
-            started = time.perf_counter()
-            retriever.search(question, k=5, strategy=strategy)
-            samples.append(time.perf_counter() - started)
-        click.echo(f"{strategy:<7} {percentiles(samples)}")
+    for strategy, figures in strategy_latencies(retriever, questions).items():
+        click.echo(f"{strategy:<7} {figures}")
 
 
 @bench_group.command()
@@ -194,11 +203,8 @@ def backends(corpus: Path, reports: bool) -> None:
             f"{backend}: ingest {seconds:.1f} s for {counts['documents']} documents, {counts['chunks']} chunks"
             " (embeddings cached)"
         )
-        for strategy in ("bm25", "dense", "hybrid"):
-            samples = []
-            for question in questions:
-                started = time.perf_counter()
-                retriever.search(question, k=5, strategy=strategy)
-                samples.append(time.perf_counter() - started)
-            click.echo(f"  {strategy:<7} {percentiles(samples)}")
-        click.echo(f"  process memory {before:.0f} -> {_rss_mb():.0f} MB (resident) across this backend's run")
+        for strategy, figures in strategy_latencies(retriever, questions).items():
+            click.echo(f"  {strategy:<7} {figures}")
+        click.echo(
+            f"  process memory {before:.0f} -> {_rss_mb():.0f} MB (resident) across this backend's run"
+        )

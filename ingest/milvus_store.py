@@ -66,13 +66,20 @@ class MilvusWriter:
 
     def create(self, dim: int, dense_kind: str) -> None:
         """Create both collections with their indexes, unless they exist."""
+        # Strong consistency: a server that reads the switched state row must also see the rows it names.
         if not self.client.has_collection(self.name):
             self.client.create_collection(
-                self.name, schema=self._chunk_schema(dim), index_params=self._chunk_indexes(dense_kind)
+                self.name,
+                schema=self._chunk_schema(dim),
+                index_params=self._chunk_indexes(dense_kind),
+                consistency_level="Strong",
             )
         if not self.client.has_collection(self.docs):
             self.client.create_collection(
-                self.docs, schema=self._docs_schema(), index_params=self._docs_indexes()
+                self.docs,
+                schema=self._docs_schema(),
+                index_params=self._docs_indexes(),
+                consistency_level="Strong",
             )
 
     def drop(self) -> None:

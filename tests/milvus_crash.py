@@ -57,7 +57,9 @@ def main(db: str, step: str) -> None:
     if step == "check":
         before = seen(settings)
         repaired = MilvusWriter(settings).repair()
-        print(json.dumps({"before": before, "repaired": repaired, "after": seen(settings)}, ensure_ascii=False))
+        print(
+            json.dumps({"before": before, "repaired": repaired, "after": seen(settings)}, ensure_ascii=False)
+        )
         return
     writer = MilvusWriter(settings)
     state = writer.state()
