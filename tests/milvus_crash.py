@@ -1,10 +1,11 @@
 """A writer of a Milvus Lite knowledge base that kills itself (SIGKILL) after one step of an ingest.
 
-Run by ``test_milvus.py`` in a child process, since Milvus Lite serves one file to one process:
-``python milvus_crash.py DB STEP`` with STEP one of ``setup`` (a finished ingest of two documents),
-``add``, ``retire`` or ``switch`` (an ingest that replaces one document and adds one, killed right after
-that step), and ``check`` (prints what a reader sees, then runs ``repair`` and prints it again, as JSON).
-The vectors are random unit vectors: what is tested is the generation switch, not the model.
+Run by ``test_milvus.py`` in a child process, since Milvus Lite serves a file to one process:
+``python milvus_crash.py DB STEP``. A new DB first gets a finished ingest of two documents; an existing
+one is checked first (what a reader sees, then ``repair``, then what it sees again, printed as one JSON
+line). Then STEP ``add``, ``retire`` or ``switch`` runs an ingest that replaces one document and adds
+one, killed right after that step; ``check`` stops after the check. The vectors are random unit vectors:
+what is tested is the generation switch, not the model.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def vectors(count: int) -> np.ndarray:
 
 def seen(settings: Settings) -> dict:
     gen = open_live(settings, index_signature(settings))
-    bm25, _ = gen.candidates(tokenize("绿色金融"), None, 10)
+    bm25, _ = gen.candidates(tokenize("绿色"), None, 10)
     return {
         "live": gen.live,
         "documents": {d.doc_id: d.text for d in gen.documents()},
@@ -49,17 +50,16 @@ def main(db: str, step: str) -> None:
     settings = Settings(index_dir=Path(db).parent / "index", backend="milvus", milvus_uri=db)
     signature = index_signature(settings)
     old = [document("a.txt", "推进绿色金融改革创新。"), document("b.txt", "加强普惠金融服务。")]
-    if step == "setup":
+    if not Path(db).exists():
         docs = [d for d, _ in old]
         chunks = [c for _, cs in old for c in cs]
         write_milvus(settings, signature, docs, chunks, {}, lambda cs: vectors(len(cs)))
-        return
-    if step == "check":
+    else:
         before = seen(settings)
         repaired = MilvusWriter(settings).repair()
-        print(
-            json.dumps({"before": before, "repaired": repaired, "after": seen(settings)}, ensure_ascii=False)
-        )
+        report = {"before": before, "repaired": repaired, "after": seen(settings)}
+        print(json.dumps(report, ensure_ascii=False), flush=True)
+    if step == "check":
         return
     writer = MilvusWriter(settings)
     state = writer.state()
