@@ -128,6 +128,10 @@ def test_update_delete_and_report_without_ghost_hits(lite, tmp_path, embedder):
     report = ingest_paths([folder], settings, progress=False, embedder=embedder, prune=True)
     assert not report.changed and report.summary().startswith("added 0, updated 0, unchanged 4, removed 0")
     assert live_manifest(settings)["counts"] == {"documents": 4, "chunks": report.chunks}
+    kept = set(open_live(settings).rows())
+    report = ingest_paths([], settings, progress=False, embedder=embedder, rebuild=True)
+    assert report.rebuilt and report.documents == 4 and not kept & set(open_live(settings).rows())
+    assert reader.search("数字人民币跨境支付", k=1)[0].doc_id == edited.name
 
 
 def test_migrate_both_ways_keeps_every_ranking(lite, corpus_settings, tmp_path, embedder):
