@@ -20,7 +20,7 @@ from zhiwen.core.embed import Embedder
 from zhiwen.core.options import index_option
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Document, FinalAnswer, TextDelta
-from zhiwen.ingest.pipeline import ingest_documents, ingest_paths
+from zhiwen.ingest.pipeline import ingest_documents, ingest_paths, load_paths
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask, extractive_answer, refusal_threshold
 
@@ -168,46 +168,62 @@ def _rss_mb() -> float:
 @bench_group.command()
 @click.option("--corpus", type=click.Path(path_type=Path), default=Path("corpus"))
 @click.option("--reports", is_flag=True, help="Index the government work reports instead of --corpus.")
-def backends(corpus: Path, reports: bool) -> None:
-    """Ingest and query latency of FAISS and Milvus Lite on the same documents, and Lite's memory.
+@click.option(
+    "--updates", type=click.IntRange(1), default=5, show_default=True, help="One-document updates timed."
+)
+def backends(corpus: Path, reports: bool, updates: int) -> None:
+    """Ingest, update and query latency of FAISS and Milvus Lite on the same documents, and memory.
 
     Passage and question embeddings are computed beforehand (a warm-up ingest, then every question
-    once), so the times compare the stores; fresh indexes live under ``cache_dir/bench/backends``.
-    Queries are the golden questions.
+    once), so the times compare the stores; fresh indexes live under ``cache_dir/bench/backends``. An
+    update appends one sentence to one document (one new chunk to embed). Queries are the golden
+    questions. Milvus Lite 3 runs inside this process, so its memory is the growth of this process.
     """
     import shutil
+    from dataclasses import replace
 
     base = Settings.load()
     embedder = Embedder(base)
     root = base.cache_dir / "bench" / "backends" / ("reports" if reports else "corpus")
     shutil.rmtree(root, ignore_errors=True)
-    documents = report_documents() if reports else None
+    documents = report_documents() if reports else load_paths([corpus], base, progress=False)[0]
     questions = [q.query for q in load_golden().queries]
+    edits = [
+        replace(doc, text=f"{doc.text}\n第{i}次补充：持续推进金融风险防控。")
+        for i, doc in enumerate(documents[:updates])
+    ]
 
-    def ingest(settings: Settings) -> float:
+    def ingest(settings: Settings, docs: list[Document]) -> float:
         started = time.perf_counter()
-        if documents is not None:
-            ingest_documents(documents, settings, progress=False, embedder=embedder)
-        else:
-            ingest_paths([corpus], settings, progress=False, embedder=embedder)
+        ingest_documents(docs, settings, progress=False, embedder=embedder)
         return time.perf_counter() - started
 
-    ingest(base.replace(index_dir=root / "warm-up"))
-    for question in questions:  # query vectors are cached: the timings below compare the stores
+    def update(settings: Settings) -> list[float]:
+        """Apply the edits one by one, each an incremental ingest; their times."""
+        current = list(documents)
+        times = []
+        for i, edit in enumerate(edits):
+            current[i] = edit
+            times.append(ingest(settings, current))
+        return times
+
+    ingest(base.replace(index_dir=root / "warm-up"), documents)
+    update(base.replace(index_dir=root / "warm-up"))  # the appended sentences' embeddings, cached too
+    for question in questions:
         embedder.encode_query(question)
     for backend in ("faiss", "milvus"):
         settings = base.replace(index_dir=root / backend, backend=backend)
         before = _rss_mb()
-        seconds = ingest(settings)
+        seconds = ingest(settings, documents)
         retriever = Retriever(settings, embedder=embedder)
         retriever.search(questions[0])
         counts = retriever.generation.manifest["counts"]
         click.echo(
             f"{backend}: ingest {seconds:.1f} s for {counts['documents']} documents, {counts['chunks']} chunks"
-            " (embeddings cached)"
         )
         for strategy, figures in strategy_latencies(retriever, questions).items():
             click.echo(f"  {strategy:<7} {figures}")
+        click.echo(f"  update one document: {percentiles(update(settings))}")
         click.echo(
             f"  process memory {before:.0f} -> {_rss_mb():.0f} MB (resident) across this backend's run"
         )
