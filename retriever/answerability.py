@@ -24,7 +24,6 @@ specific subject of all, and covered by any verbatim occurrence: the user quotes
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -33,7 +32,7 @@ from functools import lru_cache
 
 import jieba
 import jieba.posseg
-from zhiwen.core.tokenize import domain_tokenizer, stopwords
+from zhiwen.core.tokenize import domain_tokenizer, new_tokenizer, stopwords
 from zhiwen.core.vocab import issuers_named, years_named
 
 from .intent import cue_words, generic_words
@@ -67,8 +66,7 @@ class Subject:
 @lru_cache(maxsize=1)
 def _general() -> jieba.Tokenizer:
     """jieba's own dictionary, without the domain words (their frequencies are made up)."""
-    jieba.setLogLevel(logging.WARNING)
-    tok = jieba.Tokenizer()
+    tok = new_tokenizer()
     tok.initialize()
     return tok
 
