@@ -171,7 +171,8 @@ def _rss_mb() -> float:
 @click.option(
     "--updates", type=click.IntRange(1), default=5, show_default=True, help="One-document updates timed."
 )
-def backends(corpus: Path, reports: bool, updates: int) -> None:
+@click.option("--max-docs", type=click.IntRange(1), default=None, help="Only the first N documents.")
+def backends(corpus: Path, reports: bool, updates: int, max_docs: int | None) -> None:
     """Ingest, update and query latency of FAISS and Milvus Lite on the same documents, and memory.
 
     Passage and question embeddings are computed beforehand (a warm-up ingest, then every question
@@ -187,6 +188,7 @@ def backends(corpus: Path, reports: bool, updates: int) -> None:
     root = base.cache_dir / "bench" / "backends" / ("reports" if reports else "corpus")
     shutil.rmtree(root, ignore_errors=True)
     documents = report_documents() if reports else load_paths([corpus], base, progress=False)[0]
+    documents = documents[:max_docs]
     questions = [q.query for q in load_golden().queries]
     edits = [
         replace(doc, text=f"{doc.text}\n第{i}次补充：持续推进金融风险防控。")

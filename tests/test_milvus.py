@@ -141,8 +141,15 @@ def test_migrate_both_ways_keeps_every_ranking(lite, corpus_settings, tmp_path, 
         milvus_collection="migrated",
         index_dir=corpus_settings.index_dir,
     )
-    report = migrate(settings, "milvus")
-    assert (report.documents, report.chunks) == (5, live_manifest(corpus_settings)["counts"]["chunks"])
+    env = {
+        "ZHIWEN_INDEX_DIR": str(settings.index_dir),
+        "ZHIWEN_CACHE_DIR": str(settings.cache_dir),
+        "ZHIWEN_MILVUS_URI": str(lite),
+        "ZHIWEN_MILVUS_COLLECTION": "migrated",
+    }
+    result = CliRunner().invoke(main, ["migrate", "--to", "milvus"], env=env)
+    chunks = live_manifest(corpus_settings)["counts"]["chunks"]
+    assert result.exit_code == 0 and f"copied 5 documents, {chunks} chunks" in result.output, result.output
     back = settings.replace(index_dir=tmp_path / "back")
     migrate(back, "faiss")
     readers = [
