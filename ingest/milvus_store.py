@@ -6,7 +6,8 @@ An ingest runs four steps, and may be killed after any of them:
 2. ``retire``: upsert the rows they replace, and those of removed documents, with ``gen_to = live + 1``
    (still visible: readers look at ``live``);
 3. ``switch``: upsert the one ``state`` row with ``live = live + 1``: the new generation appears at once;
-4. ``clean``: delete rows no generation at or after ``live`` holds (so no ghost hits, and no growth).
+4. ``clean``: delete rows no generation at or after ``live`` holds (so no ghost hits, and no growth),
+   then ``seal`` (flush) so the new rows are searched through the indexes.
 
 ``repair``, which every writer runs first under the writer lock, deletes what a writer killed before step
 3 added, reopens what it retired, and finishes step 4 of one killed after. Unchanged documents are not
