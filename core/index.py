@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encoders import encoder_for
+from .milvus import MilvusGeneration, MilvusStateError, connect, read_state
 from .model import model_id_for
 from .settings import Settings
 from .types import Chunk, Document, OutlineNode
@@ -160,11 +161,78 @@ class Generation:
         )
         return [part for row in rows for part in row if term in part]
 
+    def candidates(
+        self,
+        tokens: Sequence[str],
+        vector: np.ndarray | None,
+        depth: int,
+        filters: dict[str, list[str]] | None = None,
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Raw BM25 scores for ``tokens`` (none: no BM25 search) and inner products with ``vector`` (None:
+        no dense search) of the top ``depth`` rows whose document and role pass ``filters``."""
+        allowed = self.allowed_rows(filters) if filters else None
+        if allowed is not None and allowed.size == 0:
+            return {}, {}
+        bm25 = self._bm25_scores(tokens, depth, allowed) if tokens else {}
+        dense = self._dense_scores(vector, depth, allowed) if vector is not None else {}
+        return bm25, dense
+
+    def _bm25_scores(self, tokens: Sequence[str], depth: int, allowed: np.ndarray | None) -> dict[int, float]:
+        ids = self.sparse.token_ids(list(tokens))
+        if not ids:
+            return {}
+        scores = self.sparse.scores(ids)
+        if allowed is not None:
+            masked = np.zeros_like(scores)
+            masked[allowed] = scores[allowed]
+            scores = masked
+        top = _top(scores, depth)
+        return {int(r): float(scores[r]) for r in top if scores[r] > 0}
+
+    def _dense_scores(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> dict[int, float]:
+        if self.dense.ntotal == 0:
+            return {}
+        depth = min(depth, self.dense.ntotal)
+        params = None
+        if allowed is not None:
+            import faiss  # imported on first use: a BM25-only command never loads it
+
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+            depth = min(depth, allowed.size)
+        scores, rows = self.dense.search(vector.reshape(1, -1).astype(np.float32), depth, params=params)
+        return {int(r): float(s) for s, r in zip(scores[0], rows[0]) if r >= 0}
+
+    def allowed_rows(self, filters: dict[str, list[str]]) -> np.ndarray:
+        """The rows whose document matches every filter (key -> accepted values) and whose role is one
+        of ``filters["role"]`` when given."""
+        wanted = dict(filters)
+        role = wanted.pop("role", None)  # a chunk's own: the part of the report it is in
+        docs = [
+            doc_id
+            for doc_id, meta in self.doc_meta.items()
+            if all(_matches({**meta, "doc_id": doc_id}.get(key), values) for key, values in wanted.items())
+        ]
+        keep = np.isin(self.doc_ids, np.array(docs, dtype=object))
+        if role is not None:
+            keep &= np.isin(self.roles, np.array(role, dtype=object))
+        return np.flatnonzero(keep)
+
     def close(self) -> None:
         """Close the database and drop the memory maps, so no handle on the generation's files stays."""
         self.db.close()
         for name in ("dense", "sparse", "doc_ids", "roles"):
             self.__dict__.pop(name, None)
+
+
+def _matches(actual: Any, values: list[str]) -> bool:
+    return actual is not None and str(actual) in values
+
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    if scores.size <= depth:
+        return np.argsort(-scores)
+    top = np.argpartition(-scores, depth)[:depth]
+    return top[np.argsort(-scores[top])]
 
 
 def read_dense(gen: Path) -> faiss.Index:
@@ -318,6 +386,18 @@ def _connect(gen: Path) -> sqlite3.Connection:
     return db
 
 
+def check_signature(manifest: dict[str, Any], expect: dict[str, str] | None, where: str, flag: str) -> None:
+    """Refuse an index (``where`` names it) built with another schema, tokenizer, model or chunker, with
+    the command that rebuilds it (``flag`` says which index)."""
+    checks = {"schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION, **(expect or {})}
+    for key, want in checks.items():
+        if manifest.get(key) != want:
+            raise IndexStateError(
+                f"{where} was built with {key}={manifest.get(key)!r}, but the current settings "
+                f"use {want!r}; re-ingest with `zhiwen ingest --rebuild{' ' + flag if flag else ''}`"
+            )
+
+
 def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Generation:
     """Open the live generation; ``expect`` maps manifest keys to required values (model, chunker).
 
@@ -331,13 +411,7 @@ def open_generation(index_dir: Path, expect: dict[str, str] | None = None) -> Ge
             f"no index at {index_dir}; build one with `zhiwen ingest [PATH ...] --index {index_dir}`"
         )
     manifest = load_manifest(gen)
-    checks = {"schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION, **(expect or {})}
-    for key, want in checks.items():
-        if manifest.get(key) != want:
-            raise IndexStateError(
-                f"index at {index_dir} was built with {key}={manifest.get(key)!r}, but the current settings "
-                f"use {want!r}; re-ingest with `zhiwen ingest --rebuild --index {index_dir}`"
-            )
+    check_signature(manifest, expect, f"index at {index_dir}", f"--index {index_dir}")
     db = _connect(gen)
     doc_meta = {d: json.loads(m) for d, m in db.execute("SELECT doc_id, meta FROM documents")}
     return Generation(gen, manifest, db, doc_meta)
@@ -407,3 +481,67 @@ def stored_documents(index_dir: Path) -> tuple[list[Document], Path | None]:
             continue
         return [Document(d, t, x, json.loads(m)) for d, t, x, m in rows], gen
     return [], None
+
+
+# The backend is chosen here, from the settings, for every reader: FAISS + SQLite files or Milvus.
+
+
+def describe_index(settings: Settings) -> str:
+    """Where the index of ``settings`` lives, for messages: the folder, or the Milvus collection."""
+    if settings.backend == "milvus":
+        return f"Milvus collection {settings.collection} at {settings.milvus_address}"
+    return f"index at {settings.index_dir}"
+
+
+def live_manifest(settings: Settings) -> dict[str, Any] | None:
+    """The manifest of the live index (for Milvus, its state record), or None when there is none."""
+    if settings.backend == "milvus":
+        return _milvus_call(settings, lambda: read_state(connect(settings), settings.collection))
+    return read_manifest(settings.index_dir)
+
+
+def live_stamp(settings: Settings) -> Any:
+    """A cheap value that changes whenever an ingest switches the live index (the ``CURRENT`` pointer's
+    stat, or Milvus's live generation number): readers compare it on every request."""
+    if settings.backend == "milvus":
+        manifest = live_manifest(settings)
+        return manifest and manifest.get("live")
+    return pointer_stamp(settings.index_dir)
+
+
+def stored_texts(settings: Settings) -> tuple[list[Document], Path | None]:
+    """``stored_documents`` for whichever backend ``settings`` select: every stored document, whatever
+    model or chunker built the index, and the generation it came from (for rebuilding)."""
+    if settings.backend != "milvus":
+        return stored_documents(settings.index_dir)
+    manifest = live_manifest(settings)
+    if manifest is None:
+        return [], None
+    gen = _milvus_call(settings, lambda: MilvusGeneration(connect(settings), settings.collection, manifest))
+    return _milvus_call(settings, gen.documents), gen.path
+
+
+def open_live(settings: Settings, expect: dict[str, str] | None = None) -> Generation | MilvusGeneration:
+    """Open the live generation of whichever backend ``settings`` select (a ``Generation`` or a
+    ``MilvusGeneration``); ``expect`` as for ``open_generation``."""
+    if settings.backend != "milvus":
+        return open_generation(settings.index_dir, expect)
+    manifest = live_manifest(settings)
+    where = describe_index(settings)
+    if manifest is None:
+        raise IndexStateError(f"no {where}; build one with `zhiwen ingest [PATH ...]`")
+    check_signature(manifest, expect, where, "")
+    return _milvus_call(settings, lambda: MilvusGeneration(connect(settings), settings.collection, manifest))
+
+
+def _milvus_call(settings: Settings, call: Callable[[], Any]) -> Any:
+    """Run ``call``, turning Milvus's own errors into one ``IndexStateError`` line that names the server."""
+    try:
+        return call()
+    except MilvusStateError as exc:
+        raise IndexStateError(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("pymilvus"):
+            reason = " ".join(str(exc).split())[:200]
+            raise IndexStateError(f"{describe_index(settings)}: {reason}") from None
+        raise

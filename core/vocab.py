@@ -18,6 +18,7 @@ FUSIONS = (
     "verbatim",
 )  # how hybrid fuses (functions in retriever/hybrid.py)
 DENSE_INDEXES = ("auto", "flat", "hnsw", "ivf-sq8")  # FAISS index kinds; auto picks hnsw above ann_threshold
+BACKENDS = ("faiss", "milvus")  # where the index lives: FAISS + SQLite files, or a Milvus collection
 ENCODERS = ("onnx-int8", "onnx", "torch")  # what runs the default model (core/encoders.py)
 FILTER_KEYS = ("issuer", "year", "doc_type", "doc_id", "role")  # what a search can be limited to
 ROLES = ("overview", "done", "problem", "plan")  # the part of a report a passage is in (ingest/outline.py)

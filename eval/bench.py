@@ -3,6 +3,7 @@
     zhiwen eval bench search  [--index DIR] [--corpus corpus/ | --reports]   query latency p50/p95
     zhiwen eval bench answer  [--index DIR]                                  offline answer latency
     zhiwen eval bench llm     [--gguf FILE] [--questions 3]                  tokens/s, end-to-end
+    zhiwen eval bench backends [--corpus corpus/ | --reports]               FAISS vs Milvus Lite
 
 ``--reports`` indexes the 52+ State Council government work reports from ../shared/evaldata first.
 """
@@ -19,7 +20,7 @@ from zhiwen.core.embed import Embedder
 from zhiwen.core.options import index_option
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Document, FinalAnswer, TextDelta
-from zhiwen.ingest.pipeline import ingest_documents, ingest_paths
+from zhiwen.ingest.pipeline import ingest_documents, ingest_paths, load_paths
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask, extractive_answer, refusal_threshold
 
@@ -29,6 +30,19 @@ from .datasets import default_evaldata, load_golden
 def percentiles(samples: list[float]) -> str:
     ms = np.array(samples) * 1000
     return f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, n={len(ms)}"
+
+
+def strategy_latencies(retriever: Retriever, questions: list[str]) -> dict[str, str]:
+    """Search latency percentiles of each strategy over ``questions`` (top 5)."""
+    figures = {}
+    for strategy in ("bm25", "dense", "hybrid"):
+        samples = []
+        for question in questions:
+            started = time.perf_counter()
+            retriever.search(question, k=5, strategy=strategy)
+            samples.append(time.perf_counter() - started)
+        figures[strategy] = percentiles(samples)
+    return figures
 
 
 def report_documents() -> list[Document]:
@@ -66,13 +80,8 @@ def search(index_dir: Path | None, corpus: Path, reports: bool) -> None:
     retriever.search(questions[0])
     counts = retriever.generation.manifest["counts"]
     click.echo(f"index {settings.index_dir}: {counts['documents']} documents, {counts['chunks']} chunks")
-    for strategy in ("bm25", "dense", "hybrid"):
-        samples = []
-        for question in questions:
-            started = time.perf_counter()
-            retriever.search(question, k=5, strategy=strategy)
-            samples.append(time.perf_counter() - started)
-        click.echo(f"{strategy:<7} {percentiles(samples)}")
+    for strategy, figures in strategy_latencies(retriever, questions).items():
+        click.echo(f"{strategy:<7} {figures}")
 
 
 @bench_group.command()
@@ -146,3 +155,77 @@ def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
         click.echo(f"  answer: {final.answer}")
         for warning in final.warnings:
             click.echo(f"  ! {warning}")
+
+
+def _rss_mb() -> float:
+    """This process's resident memory in MB (Milvus Lite 3 serves its file from inside the process)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@bench_group.command()
+@click.option("--corpus", type=click.Path(path_type=Path), default=Path("corpus"))
+@click.option("--reports", is_flag=True, help="Index the government work reports instead of --corpus.")
+@click.option(
+    "--updates", type=click.IntRange(1), default=5, show_default=True, help="One-document updates timed."
+)
+@click.option("--max-docs", type=click.IntRange(1), default=None, help="Only the first N documents.")
+def backends(corpus: Path, reports: bool, updates: int, max_docs: int | None) -> None:
+    """Ingest, update and query latency of FAISS and Milvus Lite on the same documents, and memory.
+
+    Passage and question embeddings are computed beforehand (a warm-up ingest, then every question
+    once), so the times compare the stores; fresh indexes live under ``cache_dir/bench/backends``. An
+    update appends one sentence to one document (one new chunk to embed). Queries are the golden
+    questions. Milvus Lite 3 runs inside this process, so its memory is the growth of this process.
+    """
+    import shutil
+    from dataclasses import replace
+
+    base = Settings.load()
+    embedder = Embedder(base)
+    root = base.cache_dir / "bench" / "backends" / ("reports" if reports else "corpus")
+    shutil.rmtree(root, ignore_errors=True)
+    documents = report_documents() if reports else load_paths([corpus], base, progress=False)[0]
+    documents = documents[:max_docs]
+    questions = [q.query for q in load_golden().queries]
+    edits = [
+        replace(doc, text=f"{doc.text}\n第{i}次补充：持续推进金融风险防控。")
+        for i, doc in enumerate(documents[:updates])
+    ]
+
+    def ingest(settings: Settings, docs: list[Document]) -> float:
+        started = time.perf_counter()
+        ingest_documents(docs, settings, progress=False, embedder=embedder)
+        return time.perf_counter() - started
+
+    def update(settings: Settings) -> list[float]:
+        """Apply the edits one by one, each an incremental ingest; their times."""
+        current = list(documents)
+        times = []
+        for i, edit in enumerate(edits):
+            current[i] = edit
+            times.append(ingest(settings, current))
+        return times
+
+    ingest(base.replace(index_dir=root / "warm-up"), documents)
+    update(base.replace(index_dir=root / "warm-up"))  # the appended sentences' embeddings, cached too
+    for question in questions:
+        embedder.encode_query(question)
+    for backend in ("faiss", "milvus"):
+        settings = base.replace(index_dir=root / backend, backend=backend)
+        before = _rss_mb()
+        seconds = ingest(settings, documents)
+        retriever = Retriever(settings, embedder=embedder)
+        retriever.search(questions[0])
+        counts = retriever.generation.manifest["counts"]
+        click.echo(
+            f"{backend}: ingest {seconds:.1f} s for {counts['documents']} documents, {counts['chunks']} chunks"
+        )
+        for strategy, figures in strategy_latencies(retriever, questions).items():
+            click.echo(f"  {strategy:<7} {figures}")
+        click.echo(f"  update one document: {percentiles(update(settings))}")
+        click.echo(
+            f"  process memory {before:.0f} -> {_rss_mb():.0f} MB (resident) across this backend's run"
+        )

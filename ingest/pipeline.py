@@ -15,21 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 from zhiwen.core.embed import Embedder
 from zhiwen.core.index import (
     SCHEMA_VERSION,
     TOKENIZER_VERSION,
     IndexStateError,
+    describe_index,
     index_signature,
-    open_generation,
-    read_manifest,
-    stored_documents,
+    live_manifest,
+    open_live,
+    stored_texts,
 )
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Chunk, Document
 
 from .load import LoadError, discover, load_document
+from .milvus_store import write_milvus
 from .outline import build_outline, place_chunk
 from .split import split_document
 from .store import write_generation, writer_lock
@@ -142,7 +145,7 @@ def ingest_documents(
         incoming[doc.doc_id] = doc
 
     with writer_lock(index_dir):
-        old_docs, old_chunks = _previous(index_dir, signature, rebuild, report)
+        old_docs, old_chunks = _previous(settings, signature, rebuild, report)
         kept: dict[str, Document] = {}
         chunks_by_doc: dict[str, list[Chunk]] = {}
         for doc_id, doc in old_docs.items():
@@ -175,8 +178,9 @@ def ingest_documents(
         ordered = [kept[d] for d in sorted(kept)]
         chunks = [c for d in ordered for c in chunks_by_doc[d.doc_id]]
         report.documents, report.chunks = len(ordered), len(chunks)
-        if report.changed or read_manifest(index_dir) is None:
-            _write(settings, signature, ordered, chunks, embedder or Embedder(settings), progress)
+        if report.changed or live_manifest(settings) is None:
+            full = bool(report.rebuilt)
+            _write(settings, signature, ordered, chunks, embedder or Embedder(settings), progress, full)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -190,10 +194,10 @@ def remove_documents(
     signature = index_signature(settings)
     report = IngestReport(index_dir=index_dir)
     with writer_lock(index_dir):
-        docs, chunks = _previous(index_dir, signature, False, report)
+        docs, chunks = _previous(settings, signature, False, report)
         if report.rebuilt:
             raise IndexStateError(
-                f"index at {index_dir} was built with other settings ({report.rebuilt}); "
+                f"{describe_index(settings)} was built with other settings ({report.rebuilt}); "
                 "run `zhiwen ingest --rebuild` first"
             )
         for doc_id in doc_ids:
@@ -218,17 +222,27 @@ def _write(
     chunks: list[Chunk],
     embedder: Embedder,
     progress: bool,
+    full: bool = False,
 ) -> None:
-    """Outline the documents, mark each chunk with its place in the outline, embed, write a generation."""
+    """Outline the documents, mark each chunk with its place in the outline, embed, write a generation.
+
+    FAISS writes every chunk into a new generation; Milvus writes only what changed (all with ``full``).
+    """
     outlines = {doc.doc_id: build_outline(doc.text) for doc in documents}
     texts = {doc.doc_id: doc.text for doc in documents}
     placed = [place_chunk(c, texts[c.doc_id], outlines[c.doc_id]) for c in chunks]
-    vectors = embedder.encode_passages([c.indexed_text for c in placed], progress=progress)
+
+    def encode(selected: Sequence[Chunk]) -> np.ndarray:
+        return embedder.encode_passages([c.indexed_text for c in selected], progress=progress)
+
+    if settings.backend == "milvus":
+        write_milvus(settings, signature, documents, placed, outlines, encode, full)
+        return
     write_generation(
         settings.index_dir,
         documents,
         placed,
-        vectors,
+        encode(placed),
         signature,
         settings.dense_index,
         settings.ann_threshold,
@@ -238,7 +252,7 @@ def _write(
 
 
 def _previous(
-    index_dir: Path, signature: dict[str, str], rebuild: bool, report: IngestReport
+    settings: Settings, signature: dict[str, str], rebuild: bool, report: IngestReport
 ) -> tuple[dict[str, Document], dict[str, list[Chunk]]]:
     """Documents and chunks of the live generation; no chunks when everything must be re-split.
 
@@ -246,10 +260,10 @@ def _previous(
     reads), so it works whatever state the derived files are in.
     """
     if rebuild:
-        documents, source = stored_documents(index_dir)
+        documents, source = stored_texts(settings)
         report.rebuilt = "--rebuild" + (f" from the texts stored in {source.name}" if source else "")
         return {d.doc_id: d for d in documents}, {}
-    manifest = read_manifest(index_dir)
+    manifest = live_manifest(settings)
     if manifest is None:
         return {}, {}
     expected = {**signature, "schema_version": SCHEMA_VERSION, "tokenizer_version": TOKENIZER_VERSION}
@@ -257,8 +271,8 @@ def _previous(
     if mismatched:
         # Keep every stored document (its full text is in the index) but re-split and re-embed all of them.
         report.rebuilt = ", ".join(f"{k} {manifest.get(k)!r} -> {expected[k]!r}" for k in mismatched)
-        return {d.doc_id: d for d in stored_documents(index_dir)[0]}, {}
-    gen = open_generation(index_dir, signature)
+        return {d.doc_id: d for d in stored_texts(settings)[0]}, {}
+    gen = open_live(settings, signature)
     try:
         docs = {d.doc_id: d for d in gen.documents()}
         chunks: dict[str, list[Chunk]] = {d: [] for d in docs}

@@ -12,19 +12,12 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 from zhiwen.core.embed import Embedder
-from zhiwen.core.index import (
-    Generation,
-    current_generation,
-    index_signature,
-    open_generation,
-    pointer_stamp,
-)
+from zhiwen.core.index import Generation, index_signature, live_stamp, open_live
+from zhiwen.core.milvus import MilvusGeneration
 from zhiwen.core.settings import Settings
 from zhiwen.core.text import char_bigrams
 from zhiwen.core.tokenize import tokenize
@@ -68,13 +61,13 @@ class Retriever:
         self.fusion = fusion or settings.fusion
         self.params = params or FusionParams(dense_weight=settings.dense_weight)
         self._lock = threading.Lock()
-        self._gen: Generation | None = None
-        self._stamp: tuple[int, int] | None = None  # ``pointer_stamp`` when ``_gen`` was opened
+        self._gen: Generation | MilvusGeneration | None = None
+        self._stamp: Any = None  # ``live_stamp`` when ``_gen`` was opened
         self._pinned = threading.local()
         self._reranker = None
 
     @property
-    def generation(self) -> Generation:
+    def generation(self) -> Generation | MilvusGeneration:
         """The generation searches read: the one pinned for this thread (``pinned``), else the live one.
 
         Outside ``pinned`` the reference is only safe for the calling thread's immediate use: a reader
@@ -88,7 +81,7 @@ class Retriever:
         return gen
 
     @contextmanager
-    def pinned(self) -> Iterator[Generation]:
+    def pinned(self) -> Iterator[Generation | MilvusGeneration]:
         """Hold one generation for a whole search or answer, however many generations ingest writes.
 
         Row numbers, chunk texts and outlines must all come from one generation; the generation stays
@@ -107,21 +100,20 @@ class Retriever:
             self._pinned.gen = None
             self._release(gen)
 
-    def _acquire(self) -> Generation:
+    def _acquire(self) -> Generation | MilvusGeneration:
         """The live generation with one more reader; a new ``CURRENT`` (ingest from another process, or
         an upload) is noticed here by its mtime, one ``stat`` per request."""
-        index_dir = Path(self.settings.index_dir)
-        stamp = pointer_stamp(index_dir)
+        stamp = live_stamp(self.settings)
         with self._lock:
             if self._gen is not None and stamp != self._stamp:
                 self._retire()
             if self._gen is None:
-                self._gen = open_generation(index_dir, index_signature(self.settings))
+                self._gen = open_live(self.settings, index_signature(self.settings))
                 self._stamp = stamp
             self._gen.readers += 1
             return self._gen
 
-    def _release(self, gen: Generation) -> None:
+    def _release(self, gen: Generation | MilvusGeneration) -> None:
         with self._lock:
             gen.readers -= 1
             if gen.readers == 0 and gen is not self._gen:
@@ -135,9 +127,9 @@ class Retriever:
 
     def refresh(self) -> bool:
         """Switch to the newest generation if ingest wrote one since; returns True when it changed."""
-        latest = current_generation(Path(self.settings.index_dir))
+        stamp = live_stamp(self.settings)
         with self._lock:
-            if self._gen is not None and latest == self._gen.path:
+            if self._gen is not None and stamp == self._stamp:
                 return False
             self._retire()
         return True
@@ -190,11 +182,9 @@ class Retriever:
         """The top ``depth`` rows of each search the strategy needs, with their raw scores."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        allowed = self._allowed_rows(self.generation, filters)
-        if allowed is not None and allowed.size == 0:
-            return Candidates({}, {})
-        bm25 = self.bm25_scores(query, depth, allowed) if strategy in ("bm25", "hybrid") else {}
-        dense = self.dense_scores(query, depth, allowed) if strategy in ("dense", "hybrid") else {}
+        tokens = tokenize(query) if strategy in ("bm25", "hybrid") else []
+        vector = self.embedder.encode_query(query) if strategy in ("dense", "hybrid") else None
+        bm25, dense = self.generation.candidates(tokens, vector, depth, self._checked_filters(filters))
         return Candidates(bm25, dense)
 
     def rank(
@@ -282,63 +272,16 @@ class Retriever:
             row: float(score) for row, score in zip(rows, np.asarray(scores).reshape(len(rows), -1)[:, -1])
         }
 
-    def bm25_scores(self, query: str, depth: int, allowed: np.ndarray | None = None) -> dict[int, float]:
-        gen = self.generation
-        ids = gen.sparse.token_ids(tokenize(query))
-        if not ids:
-            return {}
-        scores = gen.sparse.scores(ids)
-        if allowed is not None:
-            masked = np.zeros_like(scores)
-            masked[allowed] = scores[allowed]
-            scores = masked
-        top = _top(scores, depth)
-        return {int(r): float(scores[r]) for r in top if scores[r] > 0}
-
-    def dense_scores(self, query: str, depth: int, allowed: np.ndarray | None = None) -> dict[int, float]:
-        gen = self.generation
-        if gen.dense.ntotal == 0:
-            return {}
-        vector = self.embedder.encode_query(query).reshape(1, -1).astype(np.float32)
-        depth = min(depth, gen.dense.ntotal)
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-            depth = min(depth, allowed.size)
-        scores, rows = gen.dense.search(vector, depth, params=params)
-        return {int(r): float(s) for s, r in zip(scores[0], rows[0]) if r >= 0}
-
-    def _allowed_rows(self, gen: Generation, filters: Mapping[str, Any] | None) -> np.ndarray | None:
+    def _checked_filters(self, filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
+        """The given filters as key -> accepted values (as text); an unknown key is a ValueError."""
         wanted = {k: v for k, v in (filters or {}).items() if v not in (None, "", [])}
-        if not wanted:
-            return None
         unknown = set(wanted) - set(FILTER_KEYS)
         if unknown:
             raise ValueError(f"unknown filter(s) {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}")
-        role = wanted.pop("role", None)  # a chunk's own: the part of the report it is in
-        docs = [
-            doc_id
-            for doc_id, meta in gen.doc_meta.items()
-            if all(_matches({**meta, "doc_id": doc_id}.get(key), value) for key, value in wanted.items())
-        ]
-        keep = np.isin(gen.doc_ids, np.array(docs, dtype=object))
-        if role is not None:
-            keep &= np.isin(
-                gen.roles, np.array(role if isinstance(role, (list, tuple)) else [role], dtype=object)
-            )
-        return np.flatnonzero(keep)
-
-
-def _matches(actual: Any, wanted: Any) -> bool:
-    options = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
-    return any(actual is not None and str(actual) == str(option) for option in options)
-
-
-def _top(scores: np.ndarray, depth: int) -> np.ndarray:
-    if scores.size <= depth:
-        return np.argsort(-scores)
-    top = np.argpartition(-scores, depth)[:depth]
-    return top[np.argsort(-scores[top])]
+        return {
+            key: [str(v) for v in (value if isinstance(value, (list, tuple, set)) else [value])]
+            for key, value in wanted.items()
+        }
 
 
 def _is_near_duplicate(text: str, seen: list[set[str]], threshold: float = 0.9) -> bool:

@@ -123,3 +123,17 @@ def test_every_named_fusion_has_a_function():
     from zhiwen.retriever.hybrid import FUSIONS as FUSION_FUNCTIONS
 
     assert tuple(FUSION_FUNCTIONS) == FUSIONS
+
+
+def test_milvus_settings_are_checked_and_name_the_collection(tmp_path):
+    env = {"ZHIWEN_BACKEND": "milvus", "ZHIWEN_MILVUS_URI": "http://milvus:19530"}
+    s = Settings.load(env=env, index_dir=tmp_path, kb_name="河北-reports")
+    assert (s.backend, s.milvus_address, s.collection) == ("milvus", "http://milvus:19530", "___reports")
+    assert Settings(index_dir=tmp_path).milvus_address == str(tmp_path / "milvus.db")  # Milvus Lite
+    for env, expected in (
+        ({"ZHIWEN_BACKEND": "oracle"}, "ZHIWEN_BACKEND: backend must be one of faiss, milvus"),
+        ({"ZHIWEN_MILVUS_COLLECTION": "my-kb"}, "ZHIWEN_MILVUS_COLLECTION: milvus_collection must start"),
+        ({"ZHIWEN_MILVUS_COLLECTION": "kb_docs"}, "milvus_collection must not end in _docs"),
+    ):
+        with pytest.raises(SettingsError, match=expected):
+            Settings.load(env=env)

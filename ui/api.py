@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from zhiwen.core.index import IndexStateError, read_manifest
+from zhiwen.core.index import IndexStateError, live_manifest
 from zhiwen.core.types import Answer, Hit, TextDelta
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 from zhiwen.retriever.answer import relevance
@@ -357,7 +357,7 @@ def create_api(
     @app.get(f"{API}/info", tags=["rest"], dependencies=[Depends(reader)])
     def info() -> dict[str, Any]:
         """Version, model, retrieval settings, limits and what the index holds (no secrets)."""
-        manifest = dict(read_manifest(Path(settings.index_dir)) or {})
+        manifest = dict(live_manifest(settings) or {})
         manifest.pop("documents", None)
         documents, chunks = kb.counts()
         return {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from zhiwen.core.index import Generation, read_manifest
+from zhiwen.core.index import Generation, live_manifest
 from zhiwen.core.settings import Settings, SettingsError
 from zhiwen.core.types import Answer, FinalAnswer, TextDelta
 from zhiwen.core.vocab import STRATEGIES
@@ -262,7 +262,7 @@ class ZhiwenApp:
 
     def status(self) -> str:
         """The status line: what the index holds and how answers are made."""
-        manifest = read_manifest(Path(self.settings.index_dir)) or {}
+        manifest = live_manifest(self.settings) or {}
         docs, chunks = self.kb.counts()
         mode = "LLM 生成（附引用）" if self.use_llm else "离线摘录（原文句子+引用）"
         model = manifest.get("embed_model", "?")

@@ -97,7 +97,14 @@ def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool, rebuild: bo
     if report.rebuilt:
         click.echo(f"rebuilt the whole index ({report.rebuilt})", err=True)
     click.echo(report.summary())
-    click.echo(f"index: {settings.index_dir}")
+    click.echo(f"index: {_where(settings)}")
+
+
+def _where(settings: Settings) -> str:
+    """Where the index lives, as the last line of ``ingest`` and ``migrate`` says it."""
+    if settings.backend == "milvus":
+        return f"Milvus collection {settings.collection} at {settings.milvus_address}"
+    return str(settings.index_dir)
 
 
 def filter_options(func: Callable) -> Callable:
@@ -291,9 +298,9 @@ def chunks(settings: Settings, doc: str | None, as_json: bool) -> None:
 
     JSON items: chunk_id, doc_id, title, text, start, end, context, kind, meta.
     """
-    from zhiwen.core.index import index_signature, open_generation
+    from zhiwen.core.index import index_signature, open_live
 
-    gen = open_generation(settings.index_dir, index_signature(settings))
+    gen = open_live(settings, index_signature(settings))
     selected = [c for c in gen.chunks() if doc is None or doc in c.doc_id or doc in c.title]
     if doc is not None and not selected:
         raise click.ClickException(f"no document matches {doc!r}; see `zhiwen chunks` for the ids")
@@ -328,9 +335,9 @@ def outline(settings: Settings, doc: str | None, as_json: bool) -> None:
     DOC limits it to documents whose id or title contains it. JSON nodes: index, parent, kind, label,
     start, end, head_start, head_end (the heading is text[head_start:head_end]), role, position, count.
     """
-    from zhiwen.core.index import index_signature, open_generation
+    from zhiwen.core.index import index_signature, open_live
 
-    gen = open_generation(settings.index_dir, index_signature(settings))
+    gen = open_live(settings, index_signature(settings))
     documents = [d for d in gen.documents() if doc is None or doc in d.doc_id or doc in d.title]
     if doc is not None and not documents:
         raise click.ClickException(f"no document matches {doc!r}; see `zhiwen chunks` for the ids")
@@ -508,29 +515,44 @@ def apikey_revoke(settings: Settings, key_id: str) -> None:
 @main.command()
 @settings_options
 def info(settings: Settings) -> None:
-    """Print the effective settings and what the index holds."""
-    shown = {k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"}
+    """Print the effective settings, which backend holds the index, and what the index holds."""
+    from zhiwen.core.index import describe_index, live_manifest
+
+    shown = {k: str(v) for k, v in vars(settings).items() if k not in ("llm_api_key", "milvus_token")}
     if settings.auth:
         shown["auth"] = settings.auth.partition(":")[0] + ":***"
+    if settings.milvus_token:
+        shown["milvus_token"] = "***"
     click.echo(json.dumps(shown, ensure_ascii=False, indent=1))
-    manifest = read_manifest(settings.index_dir)
+    click.echo(f"backend: {settings.backend}; {describe_index(settings)}")
+    manifest = live_manifest(settings)
     if manifest is None:
-        click.echo(f"no index at {settings.index_dir} yet; run `zhiwen ingest`")
+        click.echo(f"no {describe_index(settings)} yet; run `zhiwen ingest`")
     else:
         manifest.pop("documents", None)
         click.echo(json.dumps(manifest, ensure_ascii=False, indent=1))
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Only report; leave CURRENT as it is.")
+@click.option("--dry-run", is_flag=True, help="Only report; leave CURRENT (or the Milvus rows) as they are.")
 @settings_options
 def doctor(settings: Settings, dry_run: bool) -> None:
     """Check every file of the live index generation; if it is broken, go back to the newest healthy one.
 
     Checks the CURRENT pointer, the manifest, the store (SQLite integrity and counts), the dense index and
     the BM25 arrays. When nothing healthy is left, `zhiwen ingest --rebuild` rebuilds from the stored texts.
-    Exits 1 when the live generation was broken.
+    With backend = milvus it checks the collection's state row and counts and, unless --dry-run, removes
+    what an interrupted ingest left. Exits 1 when the live generation was broken.
     """
+    if settings.backend == "milvus":
+        from zhiwen.ingest.milvus_store import doctor_milvus
+
+        healthy, lines = doctor_milvus(settings, fix=not dry_run)
+        for line in lines:
+            click.echo(line, err=not healthy and line.startswith("problem"))
+        if not healthy:
+            sys.exit(1)
+        return
     from zhiwen.ingest.store import doctor as check
 
     report = check(settings.index_dir, fix=not dry_run)
@@ -538,6 +560,24 @@ def doctor(settings: Settings, dry_run: bool) -> None:
         click.echo(line, err=not report.healthy and line.startswith("problem"))
     if not report.healthy:
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--to", "to", type=click.Choice(["milvus", "faiss"]), required=True, help="The backend to copy into."
+)
+@settings_options
+def migrate(settings: Settings, to: str) -> None:
+    """Copy the index into the other backend, vectors and all, without re-embedding.
+
+    --to milvus copies the FAISS index under --index into milvus_uri / milvus_collection; --to faiss
+    copies the Milvus collection back into --index. Then set backend to the target to search it.
+    """
+    from zhiwen.ingest.migrate import migrate as copy
+
+    report = copy(settings, to)
+    click.echo(report.summary())
+    click.echo(f"search it with backend = {to} (ZHIWEN_BACKEND={to})")
 
 
 if __name__ == "__main__":

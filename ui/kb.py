@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from zhiwen.core.fsutil import atomic_write_text
-from zhiwen.core.index import read_manifest
+from zhiwen.core.index import live_manifest
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Answer, AnswerEvent, Chunk, Document, FinalAnswer
 from zhiwen.ingest.load import SUPPORTED_SUFFIXES
@@ -126,7 +126,7 @@ class KnowledgeBase:
     def counts(self) -> tuple[int, int]:
         """How many documents and chunks the live index holds."""
         with self.retriever.pinned() as gen:
-            return len(gen.doc_meta), len(gen.doc_ids)
+            return len(gen.doc_meta), int(gen.manifest["counts"]["chunks"])
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -261,7 +261,7 @@ def open_knowledge_base(
     first question; with ``background``, on a thread, so a client's handshake need not wait for it (MCP
     over stdio). Returns the knowledge base and a note on what was ingested ("" when nothing was)."""
     note = ""
-    if read_manifest(Path(settings.index_dir)) is None:
+    if live_manifest(settings) is None:
         if corpus is None or not Path(corpus).is_dir():
             raise FileNotFoundError(
                 f"no index at {settings.index_dir}"
