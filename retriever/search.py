@@ -29,7 +29,7 @@ from zhiwen.core.tokenize import tokenize
 from zhiwen.core.types import Hit
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
 
-from .answerability import Subject, uncovered_subject
+from .answerability import Gaps, Subject, abbreviated, subjects, uncovered_subject
 from .hybrid import FusionParams, fuse
 from .intent import understand
 from .topics import glossary_from_settings, load_glossary
@@ -139,9 +139,15 @@ class Retriever:
         """Glossary terms in ``question`` that no document of the index mentions (see ``topics``).
 
         In an English question a term in Latin letters ("IPO") proves nothing: the documents are Chinese.
+        A term the documents write in short (农信 for 农村信用社) is mentioned.
         """
         glossary = glossary_from_settings(self.settings.glossary)
-        missing = glossary.uncovered(question, self.generation.mentions) if glossary else []
+        generation = self.generation
+
+        def mentions(term: str) -> bool:
+            return generation.mentions(term) or abbreviated(term, generation.passages_with)
+
+        missing = glossary.uncovered(question, mentions) if glossary else []
         english = understand(question).english
         return [term for term in missing if not (english and term.isascii())]
 
@@ -153,6 +159,13 @@ class Retriever:
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
         english = understand(question).english
         return uncovered_subject(question, self.generation.passages_with, glossary, english)
+
+    def gaps(self, question: str) -> Gaps:
+        """What the knowledge base lacks for ``question``: its uncovered topics and subject, and its
+        subject words for the detail check (see ``answerability.Gaps``)."""
+        glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
+        words = tuple(s.word for s in subjects(question, glossary, understand(question).english))
+        return Gaps(tuple(self.uncovered_topics(question)), self.uncovered_subject(question), words)
 
     def search(
         self,
