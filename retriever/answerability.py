@@ -19,7 +19,15 @@ one (个人住房贷款 covers 住房贷款); an occurrence that runs on into a 
 Latin letters in a Chinese question (ATM, App) names a thing exactly: its absence is ``decisive``. A
 Chinese word may be a plain-language paraphrase (外地来城里打工的人 for 新市民): its absence only raises
 the bar the passages must clear (``answer.SUBJECT_MARGIN``). A quoted name (“…”, 《…》) is the most
-specific subject of all, and covered by any verbatim occurrence: the user quotes the exact words.
+specific subject of all, and covered by any verbatim occurrence: the user quotes the exact words. An
+everyday word (片子, 稿件) in a question whose other subject words the knowledge base holds is a
+paraphrase (``paraphrased``); a glossary term the documents write in short (农信 for 农村信用社) is
+mentioned (``abbreviated``).
+
+A subject the knowledge base covers does not make every question about it answerable: "首贷续贷中心
+试点是哪一年开始的？" asks for a date the reports never give. ``unmet_detail`` finds the kind of detail a
+question asks for (a date, a rank, a figure in a unit) and looks for it in the passages' sentences about
+the subject; when they lack it, the question is refused, naming what is missing.
 """
 
 from __future__ import annotations
