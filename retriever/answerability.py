@@ -273,7 +273,7 @@ def abbreviated(term: str, contexts: Contexts) -> bool:
 _NUMERAL = r"(?:\d[\d.,，]*|[*][*.]*|[一二三四五六七八九十百千万两半〇零几]+)"
 _ANY_UNIT = (
     r"%|‰|％|亿|万|千|元|个|家|户|次|期|项|件|条|名|位|人|届|种|类|倍|笔|批|支|所|份|篇|年|月|日|天|周|季度|"
-    r"小时|场|轮|辆|套|张|台|座|处|级|成"
+    r"小时|分钟|工作日|学时|课时|岁|场|轮|辆|套|张|台|座|处|级|成|公里|米|吨|公斤|千克"
 )
 # The units a count or an amount must come in when the question names them: "多少家" is answered by
 # "12家", not by "92支"; "多少钱" by an amount in 元; "比例" by a percentage.
@@ -288,9 +288,10 @@ _DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年�
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     "名次": re.compile(r"第几|排名|排第"),
+    # 比例 or 额度 alone asks for no figure ("提高加计扣除比例后有何规定"): a figure is asked by 多少, 几 …
     "具体数字": re.compile(
         r"多少|(?<!哪)几(?:个|家|户|次|期|项|件|条|名|位|人|届|种|倍|笔|批|支|所|份|篇|年|天|成)"
-        r"|多大|多高|多长|多久|百分之几|比例|比率|占比|增幅|增速|额度|金额|余额|数量|规模"
+        r"|多大|多高|多长|多久|百分之几"
     ),
 }
 
@@ -302,7 +303,9 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return bool(_DATE.search(clause))
     if kind == "名次":
         return bool(re.search(r"第[一二三四五六七八九十\d]+", clause))
-    units = next((unit for cue, unit in UNITS if cue.search(question)), _ANY_UNIT)
+    units = next((unit for cue, unit in UNITS if cue.search(question)), "")
+    if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
+        return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}", clause))
     return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之", clause))  # 50余次, 5000多家
 
 
