@@ -119,6 +119,8 @@ def test_the_kind_of_detail_asked_and_given():
     assert asked_detail("平台上有多少家银行？") == "具体数字"
     assert asked_detail("坏账比例在全省排第几？") == "名次"
     assert asked_detail("首贷续贷中心试点有哪些做法？") == "", "a list question asks for no detail"
+    assert asked_detail("提高扣除比例后有何规定？") == "", "比例 alone asks for no figure"
+    assert detail_given("具体数字", "监督电话是多少？", "监督电话：65118866。"), "a bare number is a figure"
     assert detail_given("具体数字", "党组会开了多少次？", REPORT[2]), "an anonymised figure is a figure"
     assert detail_given("具体数字", "汽车贷款余额是多少？", REPORT[2]), "*.*亿元 is an amount"
     assert detail_given("具体数字", "平台上有多少家银行？", REPORT[0]), "5000多家 is a count of 家"
