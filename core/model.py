@@ -377,9 +377,10 @@ def ensure_default_model(cache_dir: Path) -> Path:
         return target  # same versions, same file size and mtime: no need to hash 72 MB on every start
     stamp = _source_stamp(bin_path)
     if _same(found, stamp, _IDENTITY_KEYS):
-        atomic_write_text(
-            target / STAMP_FILE, json.dumps(stamp, indent=2) + "\n"
-        )  # file touched, not changed
+        try:  # the source file was touched, not changed: refresh the stamp so the next start skips the hash
+            atomic_write_text(target / STAMP_FILE, json.dumps(stamp, indent=2) + "\n")
+        except OSError:
+            pass  # a read-only shared cache: the folder is right, only the next start hashes again
         return target
     return build_stamped(
         target,

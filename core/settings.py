@@ -103,7 +103,10 @@ class Settings:
         path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
         if path is None:
             default = _xdg("XDG_CONFIG_HOME", ".config", env) / "zhiwen" / "config.toml"
-            path = default if default.exists() else None
+            try:
+                path = default if default.exists() else None
+            except OSError as exc:  # e.g. another user's home folder: say so rather than guess it is absent
+                raise SettingsError(f"{default}: config file cannot be checked ({exc.strerror})") from None
         if path is not None:
             values.update(_read_config(Path(path)))
         known = {f.name for f in fields(cls)}
@@ -180,6 +183,8 @@ def _read_config(path: Path) -> dict[str, tuple[Any, str]]:
         raise SettingsError(f"{path}: config file is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: config file cannot be read ({exc.strerror})") from None
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:

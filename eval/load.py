@@ -132,7 +132,7 @@ def run_load(
 
         def chat(question: str) -> str:
             try:
-                window.predict(question, [], api_name="/chat")
+                window.predict(question, [], [], [], [], api_name="/chat")  # no filters
             except Exception as exc:  # noqa: BLE001 - counted by kind, like HTTP errors
                 return type(exc).__name__
             return ""

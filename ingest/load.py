@@ -66,27 +66,42 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def discover(paths: list[Path]) -> list[tuple[Path, str]]:
-    """Files under ``paths`` with their document ids, in a stable order.
+def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[LoadError]]:
+    """Files under ``paths`` with their document ids, in a stable order, and the files refused on sight.
 
     A folder is searched recursively (hidden files and folders skipped) and its files get their path
     relative to it (posix style) as id; a file given directly gets its file name. Files of unsupported
-    types are listed too, so the caller can report them when ``load_document`` refuses them.
+    types are listed too, so the caller can report them when ``load_document`` refuses them. A symbolic
+    link in a folder that leads outside it is refused, not followed: ingesting a folder should never pull
+    in (and serve to every user) a file from elsewhere on the machine. Given directly, such a file loads.
     """
     found: list[tuple[Path, str]] = []
+    refused: list[LoadError] = []
     for path in paths:
         if path.is_dir():
+            root = path.resolve()
             for file in sorted(path.rglob("*")):
                 relative = file.relative_to(path)
                 # A symlink that leads nowhere (broken, or a loop) is listed too, so loading names it.
                 usable = file.is_file() or (file.is_symlink() and not file.exists())
-                if usable and not _hidden(relative):
+                if not usable or _hidden(relative):
+                    continue
+                target = file.resolve() if file.exists() else None
+                if target is not None and not target.is_relative_to(root):
+                    refused.append(
+                        LoadError(
+                            file,
+                            f"is a link to {target}, outside the folder {path}; skipped "
+                            "(copy the file in, or ingest it directly)",
+                        )
+                    )
+                else:
                     found.append((file, relative.as_posix()))
         elif path.is_file():
             found.append((path, path.name))
         else:
             raise LoadError(path, "no such file or folder")
-    return found
+    return found, refused
 
 
 def _size(n: int) -> str:

@@ -89,7 +89,8 @@ def _load_all(
     for path in paths:
         if not Path(path).exists():
             failed.append((str(path), "no such file or folder"))
-    found = discover([Path(p) for p in paths if Path(p).exists()])
+    found, refused = discover([Path(p) for p in paths if Path(p).exists()])
+    failed.extend((str(exc.path), exc.reason) for exc in refused)
     for path, doc_id in tqdm(found, desc="loading", unit="file", disable=not progress, file=sys.stderr):
         try:
             documents.append(load_document(path, doc_id, *limits))

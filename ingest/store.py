@@ -12,7 +12,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,12 +245,13 @@ class DoctorReport:
 
 def doctor(index_dir: Path, fix: bool = True) -> DoctorReport:
     """Check every file of the live generation; when it is broken, point ``CURRENT`` at the newest
-    healthy generation (with ``fix``). Stale temporaries are removed under the writer lock."""
+    healthy generation (with ``fix``, which also removes stale temporaries under the writer lock)."""
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         raise IndexStateError(f"no index at {index_dir}; build one with `zhiwen ingest`")
     report = DoctorReport(index_dir)
-    with writer_lock(index_dir):
+    # Only a repair writes, so a check (``fix=False``) also works on an index the user may not write.
+    with writer_lock(index_dir) if fix else nullcontext():
         try:
             live = current_generation(index_dir)
         except IndexStateError as exc:

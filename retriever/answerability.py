@@ -32,7 +32,6 @@ the subject; when they lack it, the question is refused, naming what is missing.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -42,7 +41,7 @@ from functools import lru_cache
 import jieba
 import jieba.posseg
 from zhiwen.core.text import sentences
-from zhiwen.core.tokenize import domain_tokenizer, stopwords
+from zhiwen.core.tokenize import domain_tokenizer, new_tokenizer, stopwords
 from zhiwen.core.vocab import issuers_named, years_named
 
 from .intent import cue_words, generic_words
@@ -83,8 +82,7 @@ class Subject:
 @lru_cache(maxsize=1)
 def _general() -> jieba.Tokenizer:
     """jieba's own dictionary, without the domain words (their frequencies are made up)."""
-    jieba.setLogLevel(logging.WARNING)
-    tok = jieba.Tokenizer()
+    tok = new_tokenizer()
     tok.initialize()
     return tok
 

@@ -90,16 +90,27 @@ def compose(question: str, hits: Sequence[Hit], library: Library | None) -> tupl
     words = topic_words(question, intent)
     ranked, on_facet = by_role(hits, intent)
     if library is not None and intent.intent in ("list", "problem", "plan"):
-        group = target_group(ranked, words, library, wanted_roles(intent))
+        group = target_group(ranked, words, library, wanted_roles(intent), question)
         if group is not None:
-            return _group_answer(group, library, words, wanted_roles(intent))
-    quotes = [_quote(h, words, intent, library) for h in ranked[:MAX_PASSAGES]]
+            text, citations = _group_answer(group, library, words, wanted_roles(intent))
+            # Another report that also speaks of the subject is part of the answer too ("推动企业上市方面做了
+            # 哪些工作？": the 市局 section and the 汇报发言's sentence), quoted after the group.
+            others = [
+                h for h in ranked[:MAX_PASSAGES] if h.doc_id != group[0].doc_id and _names(h.text, words)
+            ]
+            if not others:
+                return text, citations
+            more, extra = _render(
+                [q for h in others for q in _quotes(h, words, intent)], library, "", len(citations)
+            )
+            return f"{text}\n\n{more}", citations + extra
+    quotes = [q for h in ranked[:MAX_PASSAGES] for q in _quotes(h, words, intent)]
     label = "" if on_facet else f"（知识库中没有{ROLE_LABEL[wanted_roles(intent)[0]]}，以下为相关内容）"
     return _render(quotes, library, label)
 
 
 def target_group(
-    hits: Sequence[Hit], words: set[str], library: Library, roles: Sequence[str] = ROLES
+    hits: Sequence[Hit], words: set[str], library: Library, roles: Sequence[str] = ROLES, question: str = ""
 ) -> tuple[Hit, OutlineNode | None] | None:
     """The part of a report the question asks about, found from the top hits, or None.
 
@@ -110,7 +121,8 @@ def target_group(
     """
     top = [(h, library.document(h.doc_id)) for h in hits[:3]]
     top = [(h, d) for h, d in top if d is not None]
-    for hit, document in top:  # the part whose heading names the most of the subject; ties: the wider
+    best: tuple[tuple[int, int, int, int], tuple[Hit, OutlineNode]] | None = None
+    for rank, (hit, document) in enumerate(top):
         nodes = library.outline(hit.doc_id)
         path = [n for n in outline_path(nodes, hit.start) if n.kind != "paragraph" and n.role in roles]
         path += [  # parts whose heading the passage holds (a passage can end with the next item's headline)
@@ -118,11 +130,25 @@ def target_group(
             for n in nodes
             if hit.start < n.head_start < hit.end and n.kind != "paragraph" and n.role in roles
         ]
-        named = [(sum(w in n.head(document.text) for w in words), -depth, n) for depth, n in enumerate(path)]
-        named = [t for t in named if _names(t[2].head(document.text), words)]
-        in_title = sum(w in document.title for w in words)
-        if named and max(named, key=lambda t: t[:2])[0] >= in_title:  # a part, unless the title says more
-            return hit, max(named, key=lambda t: t[:2])[2]
+        # Words the title holds name the document, not a part of it ("党组总结认为重点工作成效不足…": 党组,
+        # 总结); a heading need only name the rest. When the title holds them all, the document may be the
+        # subject: a part must then name more of them than the title does.
+        beyond = {w for w in words if w not in document.title and len(w) > 1}
+        wanted = beyond or words
+        in_title = 0 if beyond else sum(w in document.title for w in words)
+        for depth, node in enumerate(path):
+            head = node.head(document.text)
+            count = sum(w in head for w in wanted)
+            if count < in_title or not _names(head, wanted):
+                continue
+            # The heading naming most of the subject; then the one repeating the longest run of the
+            # question verbatim (a lead-in that happens to hold the same words is weaker); then the wider
+            # part, the better-ranked passage.
+            key = (_shared_run(question, head), count, -depth, -rank)
+            if best is None or key > best[0]:
+                best = key, (hit, node)
+    if best is not None:
+        return best[1]
     for hit, document in top:  # the subject is the document itself, or no subject is named
         if all(w in document.title for w in words):
             nodes = library.outline(hit.doc_id)
@@ -145,6 +171,19 @@ def target_group(
         ):
             return best, node
     return None
+
+
+def _shared_run(question: str, heading: str) -> int:
+    """The length of the longest run of characters ``question`` and ``heading`` share."""
+    longest, previous = 0, [0] * (len(heading) + 1)
+    for a in question:
+        current = [0] * (len(heading) + 1)
+        for j, b in enumerate(heading, 1):
+            if a == b:
+                current[j] = previous[j - 1] + 1
+                longest = max(longest, current[j])
+        previous = current
+    return longest
 
 
 def _names(heading: str, words: set[str]) -> bool:
@@ -196,10 +235,12 @@ def _group_answer(
     citations: list[Citation] = []
     lines = []
     if len(members) < 2 and node is not None:  # one section or item: quote what it says
-        for start, end in _body_sentences(text, node):
+        body = _body_sentences(text, node)
+        for start, end in body:
             citations.append(_citation(best, text, start, end, len(citations) + 1))
             lines.append(f"{text[start:end]}[{citations[-1].n}]")
-        return f"{_header(document)}「{lead}」：\n" + "\n".join(lines), citations
+        said = any(text[a:b] in lead or lead in text[a:b] for a, b in body)  # a headline with no body
+        return f"{_header(document)}{'' if said else '「' + lead + '」'}：\n" + "\n".join(lines), citations
     for member in members:
         if member.head_end > member.head_start:
             start, end = _sentence_span(text, member.head_start, member.head_end)
@@ -264,30 +305,51 @@ def _relevant_sentence(text: str, start: int, end: int, words: set[str]) -> tupl
     return best
 
 
-def _quote(hit: Hit, words: set[str], intent: QuestionIntent, library: Library | None) -> Quote:
-    """The sentences of ``hit`` about the question's subject (the whole passage when it is short)."""
+MAX_QUOTED_SENTENCES = 3  # of one passage, when the question names several subjects
+
+
+def _quotes(hit: Hit, words: set[str], intent: QuestionIntent) -> list[Quote]:
+    """The sentences of ``hit`` about the question's subject (the whole passage when it is short).
+
+    The sentences naming the most subject words (a close run of them); then, while some subject word is
+    still unnamed, the sentence naming most of the rest ("消费新业态、夜间经济…": one sentence each). Adjacent sentences
+    make one quote; others are quoted apart, each with its own citation.
+    """
     spans = [(m.start(), m.end()) for m in sentences(hit.text) if m.group().strip()]
     if len(spans) <= 1:
-        return Quote(hit, hit.start, hit.end)
-    scores = [sum(1 for w in words if w in hit.text[s:e]) for s, e in spans]
-    if intent.intent == "fact":
-        scores = [
-            s + (0.5 if s and any(ch.isdigit() for ch in hit.text[a:b]) else 0)
-            for s, (a, b) in zip(scores, spans, strict=True)
-        ]
-    chosen = [i for i, s in enumerate(scores) if s == max(scores) and s > 0]
+        return [Quote(hit, hit.start, hit.end)]
+    bonus = [
+        0.5 if intent.intent == "fact" and any(ch.isdigit() for ch in hit.text[a:b]) else 0 for a, b in spans
+    ]
+    named = [{w for w in words if w in hit.text[a:b]} for a, b in spans]
+    scores = [len(n) + b for n, b in zip(named, bonus, strict=True)]
+    top = [i for i, score in enumerate(scores) if score == max(scores) and score > 0]
+    chosen = list(range(top[0], top[-1] + 1)) if top and top[-1] - top[0] <= 2 else top[:1]
+    left = set(words).difference(*(named[i] for i in chosen))
+    while len(chosen) < MAX_QUOTED_SENTENCES:
+        gains = [len(n & left) + (bonus[i] if n & left else 0) for i, n in enumerate(named)]
+        best = max(range(len(spans)), key=lambda i: (gains[i], -i))
+        if gains[best] <= 0 or best in chosen:
+            break
+        chosen.append(best)
+        left -= named[best]
     if not chosen:
         if len(hit.text) <= 160:
-            return Quote(hit, hit.start, hit.end)
+            return [Quote(hit, hit.start, hit.end)]
         chosen = [0]
-    first, last = chosen[0], chosen[-1]
-    if last - first > 2:  # far apart: the best run near the first
-        last = first
-    start, end = hit.start + spans[first][0], hit.start + spans[last][1]
-    prefix = ""
-    if first > 0 and (hit.meta.get("item_label") or "position" in hit.meta):
-        prefix = hit.text[: spans[0][1]] + "……"
-    return Quote(hit, start, end, prefix)
+    chosen.sort()
+    runs: list[list[int]] = []
+    for i in chosen:
+        if runs and i - runs[-1][-1] <= 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    headline = hit.text[: spans[0][1]] + "……" if hit.meta.get("item_label") or "position" in hit.meta else ""
+    quotes = []
+    for run in runs:
+        prefix = headline if run[0] > 0 and not quotes else ""
+        quotes.append(Quote(hit, hit.start + spans[run[0]][0], hit.start + spans[run[-1]][1], prefix))
+    return quotes
 
 
 def _citation(hit: Hit, text: str, start: int, end: int, n: int) -> Citation:
@@ -302,15 +364,18 @@ def _header(document: Document | None, fallback: str = "") -> str:
     return f"《{document.title}》" + (f"（{about}）" if about else "")
 
 
-def _render(quotes: list[Quote], library: Library | None, label: str) -> tuple[str, list[Citation]]:
-    """Quotes grouped by document in reading order, each followed by its marker."""
+def _render(
+    quotes: list[Quote], library: Library | None, label: str, numbered: int = 0
+) -> tuple[str, list[Citation]]:
+    """Quotes grouped by document in reading order, each followed by its marker (numbered after
+    ``numbered`` earlier citations)."""
     citations: list[Citation] = []
     by_doc: dict[str, list[tuple[Quote, Citation]]] = {}
     for quote in quotes:
         hit = quote.hit
         text = hit.text[quote.start - hit.start : quote.end - hit.start]
         citation = Citation(
-            hit.chunk_id, hit.doc_id, hit.title, text, quote.start, quote.end, n=len(citations) + 1
+            hit.chunk_id, hit.doc_id, hit.title, text, quote.start, quote.end, n=numbered + len(citations) + 1
         )
         citations.append(citation)
         by_doc.setdefault(hit.doc_id, []).append((quote, citation))

@@ -185,5 +185,8 @@ def cue_words() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def generic_words() -> frozenset[str]:
-    """Words that name no particular subject in these reports (金融, 党组, 全市): the [generic] section."""
-    return frozenset(cue for cue, section in load_cues(cue_file()).items() if section == "generic")
+    """Words that name no particular subject in these reports (金融, 党组, 全市): the [generic] section,
+    and the fillers trimmed from a topic (今年, 主要, 这些), wherever they stand in it."""
+    return frozenset(
+        cue for cue, section in load_cues(cue_file()).items() if section == "generic" or section in FILLERS
+    )

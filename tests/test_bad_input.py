@@ -124,6 +124,27 @@ def test_symlink_loop_gets_a_line(tmp_path):
     assert all("symbolic links" in reason for _, reason in failed)
 
 
+def test_a_link_leading_outside_the_folder_is_refused_with_a_line(tmp_path):
+    from zhiwen.ingest.pipeline import load_paths
+
+    folder, elsewhere = tmp_path / "docs", tmp_path / "private"
+    (folder / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    secret = elsewhere / "secret.txt"
+    secret.write_text("内部资料，不应入库。", encoding="utf-8")
+    (folder / "good.txt").write_text("第一行。", encoding="utf-8")
+    (folder / "sub" / "inside.txt").symlink_to(folder / "good.txt")  # stays inside: followed
+    (folder / "outside.txt").symlink_to(secret)
+    settings = make_settings(tmp_path / "index")
+    documents, failed = load_paths([folder], settings, progress=False)
+    assert sorted(d.doc_id for d in documents) == ["good.txt", "sub/inside.txt"]
+    [(path, reason)] = failed
+    assert path == str(folder / "outside.txt") and str(secret) in reason and "outside the folder" in reason
+    # Named directly, the same file is the user's explicit choice and loads.
+    documents, failed = load_paths([folder / "outside.txt"], settings, progress=False)
+    assert [d.text for d in documents] == ["内部资料，不应入库。"] and failed == []
+
+
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
 def test_utf16_without_bom_is_text(tmp_path, encoding):
     path = tmp_path / "note.txt"

@@ -186,7 +186,8 @@ def test_pdf_text_and_page_starts(tmp_path: Path) -> None:
 
 
 def test_real_corpus_loads(tmp_path: Path) -> None:
-    found = discover([CORPUS])
+    found, refused = discover([CORPUS])
+    assert refused == []
     assert len(found) == 5
     for path, doc_id in found:
         doc = load_document(path, doc_id, MB)
@@ -211,7 +212,7 @@ def test_discover_folders_and_files(tmp_path: Path) -> None:
         (tmp_path / name).write_text("x")
     single = tmp_path / "single.docx"
     single.write_text("x")
-    found = discover([tmp_path / "docs", single])
+    found, _ = discover([tmp_path / "docs", single])
     assert [doc_id for _, doc_id in found] == ["a.md", "b.txt", "sub/c.pdf", "z.xlsx", "single.docx"]
     assert found[2][0] == tmp_path / "docs" / "sub" / "c.pdf"
     with pytest.raises(LoadError, match="no such file"):

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CORPUS, make_settings
+from conftest import CORPUS, REPO, make_settings
 from zhiwen.core.index import CURRENT, generations
 from zhiwen.ingest.pipeline import ingest_paths
 from zhiwen.retriever import Retriever
@@ -155,3 +160,68 @@ def test_info_hides_the_password(tmp_path):
         main, ["info"], env={"ZHIWEN_AUTH": "admin:s3cret", "ZHIWEN_INDEX_DIR": str(tmp_path)}
     )
     assert result.exit_code == 0 and "s3cret" not in result.output and "admin:***" in result.output
+
+
+def test_a_read_only_index_still_answers(corpus_settings):
+    """A shared install: an index (and converted models) the user may read but not write. Searching,
+    answering and checking work; writing gets one line. As root (CI) the commands run as ``nobody``, since root may write
+    anything; as another user the permission bits alone make the folders read-only."""
+    base = Path(tempfile.mkdtemp(prefix="zhiwen-ro-", dir="/tmp"))
+    try:
+        index, cache, home = base / "index", base / "cache", base / "home"
+        shutil.copytree(corpus_settings.index_dir, index)
+        # Hard links: the 1 GB of converted models costs nothing to "copy" (same file system as /tmp).
+        shutil.copytree(corpus_settings.cache_dir / "models", cache / "models", copy_function=os.link)
+        home.mkdir()
+        for root, dirs, files in os.walk(base):
+            for name in dirs:
+                os.chmod(Path(root) / name, 0o555)
+            for name in files:
+                os.chmod(Path(root) / name, 0o444)
+        for writable in (
+            base,
+            cache,
+            home,
+        ):  # the cache folder stays writable (embedding cache); its models not
+            os.chmod(writable, 0o777)
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home),
+            "ZHIWEN_INDEX_DIR": str(index),
+            "ZHIWEN_CACHE_DIR": str(cache),
+        }
+
+        def zhiwen(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [*as_user, sys.executable, "-m", "zhiwen.ui.cli", *args]
+            return subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=120)
+
+        probe = subprocess.run(
+            [*as_user, sys.executable, "-c", "import zhiwen.ui.cli"],
+            check=False,
+            env=env,
+            capture_output=True,
+        )
+        if probe.returncode != 0:
+            pytest.skip(
+                f"user nobody cannot import Zhiwen from this checkout ({REPO} or its venv is private)"
+            )
+        found = zhiwen("search", "如何支持新市民金融？", "-k", "3", "--json")
+        assert found.returncode == 0 and "新市民" in found.stdout and "Traceback" not in found.stderr, (
+            found.stderr
+        )
+        answered = zhiwen("ask", "如何支持新市民金融？")
+        assert answered.returncode == 0 and "新市民" in answered.stdout, answered.stderr
+        checked = zhiwen("doctor", "--dry-run")
+        assert checked.returncode == 0 and "is healthy" in checked.stdout, checked.stderr
+        refused = zhiwen("ingest", str(CORPUS))
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+            f"Error: index_dir {index} is not writable; choose another folder with --index or ZHIWEN_INDEX_DIR"
+        ]
+    finally:
+        for root, dirs, _ in os.walk(base):
+            os.chmod(root, 0o755)
+            for name in dirs:
+                os.chmod(Path(root) / name, 0o755)
+        shutil.rmtree(base, ignore_errors=True)

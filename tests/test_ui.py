@@ -19,6 +19,7 @@ from zhiwen.ingest.pipeline import ingest_paths
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import REFUSAL
 from zhiwen.ui.app import ZhiwenApp, launch, parse_auth, prepare, reveal_prefixes
+from zhiwen.ui.conversations import new_conversation
 from zhiwen.ui.render import answer_html, escape, position_label
 
 pytestmark = pytest.mark.slow
@@ -56,43 +57,54 @@ def fresh(shared: ZhiwenApp, tmp_path: Path) -> ZhiwenApp:
     return ZhiwenApp(settings, Retriever(settings, embedder=shared.retriever.embedder))
 
 
-def run_chat(app: ZhiwenApp, question: str, history=None, turns=None) -> list[tuple]:
-    return list(app.chat(question, history or [], turns or []))
+def run_chat(app: ZhiwenApp, question: str, conversation=None, **options) -> list[tuple]:
+    return list(app.chat(question, conversation or new_conversation(), **options))
 
 
 def test_chat_streams_an_answer_with_linked_citations_and_sources(shared: ZhiwenApp) -> None:
     steps = run_chat(shared, "如何支持新市民金融？")
     assert len(steps) > 3, "the answer should arrive in pieces"
-    contents = [history[-1]["content"] for history, _, _ in steps[1:-1]]
+    contents = [messages[-1]["content"] for messages, _, _, _ in steps[1:-1]]
     assert all(len(a) <= len(b) for a, b in pairwise(contents))
-    history, sources, turns = steps[-1]
-    assert history[0] == {"role": "user", "content": "如何支持新市民金融？"}
-    answer = history[-1]["content"]
+    messages, sources, conversation, _ = steps[-1]
+    assert messages[0] == {"role": "user", "content": "如何支持新市民金融？"}
+    answer = messages[-1]["content"]
     assert '<a class="zw-cite" href="#zw-t0-c1">[1]</a>' in answer
     assert "新市民" in answer
     assert 'id="zw-t0-c1"' in sources and "<mark>" in sources and "查看原文" in sources
     first_card = sources.split('id="zw-t0-c1"')[1].split('class="zw-source"')[0]
     assert "新市民" in first_card.split("<mark>")[1].split("</mark>")[0]
     assert "字符" in first_card and "段" in first_card
-    assert len(turns) == 1 and turns[0]["message_index"] == 1
-    assert turns[0]["question"] == "如何支持新市民金融？"
+    assert conversation["messages"][0] == {"role": "user", "content": "如何支持新市民金融？"}
+    assert (
+        conversation["messages"][1]["role"] == "assistant" and "[1]" in conversation["messages"][1]["content"]
+    )
+    record = conversation["answers"][0]
+    assert record["question"] == "如何支持新市民金融？" and record["positions"]["1"].endswith(
+        "字符 " + (f"{record['answer']['citations'][0]['start']}–{record['answer']['citations'][0]['end']}")
+    )
 
 
-def test_second_question_links_to_its_own_turn_and_older_sources_can_be_reselected(shared: ZhiwenApp) -> None:
-    history, first_sources, turns = run_chat(shared, "如何支持新市民金融？")[-1]
-    history, sources, turns = run_chat(shared, "金融促进消费有哪些措施？", history, turns)[-1]
-    assert 'href="#zw-t1-c1"' in history[-1]["content"] and 'id="zw-t1-c1"' in sources
-    assert [t["message_index"] for t in turns] == [1, 3]
-    assert shared.select_sources(turns, 1) == first_sources
-    assert shared.select_sources(turns, 2) == sources  # the question selects its answer
-    assert run_chat(shared, "   ", history, turns) == [(history, sources, turns)]
+def test_every_answer_keeps_its_own_sources_and_selecting_shows_them(shared: ZhiwenApp) -> None:
+    _, _, conversation, _ = run_chat(shared, "如何支持新市民金融？")[-1]
+    messages, sources, conversation, _ = run_chat(shared, "金融促进消费有哪些措施？", conversation)[-1]
+    assert 'href="#zw-t1-c1"' in messages[-1]["content"]
+    assert 'id="zw-t0-c1"' in sources and 'id="zw-t1-c1"' in sources, "older answers' links stay live"
+    assert '<div class="zw-turn" data-turn="0" hidden>' in sources
+    assert '<div class="zw-turn" data-turn="1">' in sources
+    panel, turn = shared.select(conversation, 1)
+    assert turn == 0 and '<div class="zw-turn" data-turn="0">' in panel
+    assert shared.select(conversation, 2)[1] == 1  # the question selects its answer
+    assert shared.select(conversation, 9) is None
+    blank = run_chat(shared, "   ", conversation)
+    assert len(blank) == 1 and blank[0][2] == conversation and blank[0][0] == messages
 
 
 def test_document_text_is_shown_escaped_in_answers_and_sources(shared: ZhiwenApp) -> None:
-    history, sources, turns = run_chat(shared, "量子珊瑚贷款是什么产品？")[-1]
-    citation_docs = {c.doc_id for c in turns[0]["answer"].citations}
+    messages, sources, conversation, _ = run_chat(shared, "量子珊瑚贷款是什么产品？")[-1]
+    citation_docs = {c["doc_id"] for c in conversation["answers"][0]["answer"]["citations"]}
     assert "注入测试.txt" in citation_docs
-    for html in (history[-1]["content"], sources):
+    for html in (messages[-1]["content"], sources):
         assert "<script" not in html and "<img" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "**万元" in sources  # anonymisation marks stay verbatim
@@ -100,32 +112,95 @@ def test_document_text_is_shown_escaped_in_answers_and_sources(shared: ZhiwenApp
 
 
 def test_question_text_is_escaped(shared: ZhiwenApp) -> None:
-    history, _, _ = run_chat(shared, "<b>新市民</b>金融？")[-1]
-    assert history[0]["content"] == "&lt;b&gt;新市民&lt;/b&gt;金融？"
+    messages, _, _, _ = run_chat(shared, "<b>新市民</b>金融？")[-1]
+    assert messages[0]["content"] == "&lt;b&gt;新市民&lt;/b&gt;金融？"
 
 
 def test_refused_answer_shows_possibly_related_passages(shared: ZhiwenApp) -> None:
     strict = shared.settings.replace(refusal_threshold=0.99)
     app = ZhiwenApp(strict, Retriever(strict, embedder=shared.retriever.embedder))
-    history, sources, turns = run_chat(app, "火星基地的氧气配额怎么分配？")[-1]
-    assert turns[0]["answer"].refused
-    assert REFUSAL in history[-1]["content"] and "zw-cite" not in history[-1]["content"]
-    assert "可能相关" in sources and sources.count('class="zw-source"') == len(turns[0]["answer"].related) > 0
+    messages, sources, conversation, _ = run_chat(app, "火星基地的氧气配额怎么分配？")[-1]
+    answer = conversation["answers"][0]["answer"]
+    assert answer["refused"]
+    assert REFUSAL in messages[-1]["content"] and "zw-cite" not in messages[-1]["content"]
+    assert "可能相关" in sources and sources.count('class="zw-source"') == len(answer["related"]) > 0
 
 
-def test_feedback_is_appended_as_json_lines(shared: ZhiwenApp, tmp_path: Path) -> None:
+def test_filters_limit_the_answer_to_the_chosen_document(shared: ZhiwenApp) -> None:
+    doc = "金融监管局党组-2022年度工作总结.txt"
+    choices = shared.filter_choices()
+    assert "2022" in choices["year"] and "银保监局" in choices["issuer"]
+    assert (
+        "金融监管局党组2022年度工作总结",
+        doc,
+    ) in choices["doc_id"]
+    _, _, conversation, _ = run_chat(shared, "如何支持新市民金融？", filters={"doc_id": [doc], "year": []})[
+        -1
+    ]
+    record = conversation["answers"][0]
+    cited = {c["doc_id"] for c in record["answer"]["citations"]} | {
+        h["doc_id"] for h in record["answer"]["related"]
+    }
+    assert cited == {doc} and record["filters"] == {"doc_id": [doc]}
+
+
+def test_feedback_is_recorded_against_the_answer_clicked(shared: ZhiwenApp, tmp_path: Path) -> None:
     app = ZhiwenApp(shared.settings.replace(index_dir=tmp_path / "index"), shared.retriever)
-    _, _, turns = run_chat(app, "如何支持新市民金融？")[-1]
-    assert "👍" in app.feedback(turns, 1, True)
-    assert "👎" in app.feedback(turns, 1, False)
-    assert "只能评价回答" in app.feedback(turns, 0, True)
+    _, _, conversation, _ = run_chat(app, "如何支持新市民金融？")[-1]
+    _, _, conversation, _ = run_chat(app, "金融促进消费有哪些措施？", conversation)[-1]
+    assert "👍" in app.feedback(conversation, 1, True)
+    assert "👎" in app.feedback(conversation, 3, False)
+    assert "只能评价回答" in app.feedback(conversation, 0, True)
+    assert "只能评价回答" in app.feedback(new_conversation(), 1, True), "a cleared chat has no answers"
     lines = (tmp_path / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
     entries = [json.loads(line) for line in lines]
-    assert [e["rating"] for e in entries] == ["up", "down"]
+    assert [(e["rating"], e["question"]) for e in entries] == [
+        ("up", "如何支持新市民金融？"),
+        ("down", "金融促进消费有哪些措施？"),
+    ]
     entry = entries[0]
-    assert entry["question"] == "如何支持新市民金融？" and "[1]" in entry["answer"]
+    assert "[1]" in entry["answer"] and entry["conversation"] == conversation["id"]
     assert entry["citations"][0]["n"] == 1 and entry["citations"][0]["text"] in entry["answer"]
     assert entry["time"].endswith("+00:00")
+
+
+def test_conversations_are_saved_per_user_and_reopened(shared: ZhiwenApp, tmp_path: Path) -> None:
+    app = ZhiwenApp(shared.settings.replace(index_dir=tmp_path / "index"), shared.retriever)
+    _, _, mine, _ = run_chat(app, "如何支持新市民金融？", user="alice")[-1]
+    _, _, theirs, _ = run_chat(app, "金融促进消费有哪些措施？", user="bob")[-1]
+    assert [label.split(" · ")[0] for label, _ in app.history("alice")] == ["如何支持新市民金融？"]
+    assert [cid for _, cid in app.history("bob")] == [theirs["id"]]
+    assert app.history(None) == [], "without a login, history is the shared local user's"
+    assert app.open_conversation("alice", mine["id"]) == mine
+    assert app.open_conversation("bob", mine["id"])["answers"] == [], "one user cannot open another's"
+    assert app.open_conversation("alice", "../../etc/passwd")["answers"] == []
+    again = run_chat(app, "如何防范化解金融风险？", app.open_conversation("alice", mine["id"]), user="alice")[
+        -1
+    ][2]
+    assert len(again["messages"]) == 4 and app.history("alice")[0][1] == mine["id"]
+
+
+def test_export_numbers_citations_once_and_lists_exact_sources(shared: ZhiwenApp, tmp_path: Path) -> None:
+    from docx import Document as WordDocument
+
+    _, _, conversation, _ = run_chat(shared, "如何支持新市民金融？")[-1]
+    _, _, conversation, _ = run_chat(shared, "金融促进消费有哪些措施？", conversation)[-1]
+    md, docx = shared.export(conversation, 1, whole=True)
+    text = md.read_text(encoding="utf-8")
+    citations = [c for r in conversation["answers"] for c in r["answer"]["citations"]]
+    unique = {(c["doc_id"], c["start"], c["end"]) for c in citations}
+    assert text.count("**[") == len(unique) and "## 引用来源" in text
+    assert "## 问：如何支持新市民金融？" in text and "## 问：金融促进消费有哪些措施？" in text
+    with shared.retriever.pinned() as gen:
+        for c in citations:
+            source = gen.document(c["doc_id"]).text[c["start"] : c["end"]]
+            assert "> " + source.split("\n")[0].replace("*", "\\*") in text
+    word = "\n".join(p.text for p in WordDocument(str(docx)).paragraphs)
+    assert "引用来源" in word and all(c["text"].split("\n")[0] in word for c in citations)
+    assert "*.*亿元" in word, "anonymisation marks stay verbatim"
+    one, _ = shared.export(conversation, 0, whole=False)
+    assert "金融促进消费有哪些措施" not in one.read_text(encoding="utf-8")
+    assert shared.export(new_conversation(), -1, whole=True) == (None, None)
 
 
 def test_upload_adds_good_files_and_reports_bad_ones(fresh: ZhiwenApp, tmp_path: Path) -> None:
@@ -148,30 +223,42 @@ def test_upload_adds_good_files_and_reports_bad_ones(fresh: ZhiwenApp, tmp_path:
     table = {row[0]: row for row in fresh.documents_table()}
     assert table["星河基金.txt"][1] == "星河基金简报" and table["星河基金.txt"][2] >= 1
     assert "坏文件.pdf" not in table
-    top = fresh.retrieval_test("星河渔业互助基金的首期规模是多少？", "hybrid", 3)[0]
-    assert top[5] == "星河基金简报" and UNIQUE_FACT in top[7]
+    top = fresh.retrieval_test("星河渔业互助基金的首期规模是多少？", "hybrid", 3)[0][0]
+    assert top[7] == "星河基金简报" and UNIQUE_FACT in top[9]
+    assert "新增 1 篇" in status and "added" not in status
 
     again = fresh.upload([str(good)])
     assert "✓ 星河基金.txt：内容未变化" in again
     assert "请先选择" in fresh.upload([])
 
 
-def test_delete_removes_a_document_and_its_upload(fresh: ZhiwenApp, tmp_path: Path) -> None:
+def test_delete_asks_first_and_a_deleted_document_can_be_restored(fresh: ZhiwenApp, tmp_path: Path) -> None:
     upload = tmp_path / "删除我.md"
     upload.write_text(f"# 待删除\n{UNIQUE_FACT}\n", encoding="utf-8")
     fresh.upload([str(upload)])
     assert "删除我.md" in fresh.doc_ids()
-    assert "✓ 已删除 删除我.md" in fresh.delete("删除我.md")
+    assert (
+        fresh.delete_prompt("删除我.md") == "确定要删除《待删除》（删除我.md）吗？删除后可在“回收站”中恢复。"
+    )
+    assert fresh.delete_prompt(None) is None and fresh.delete_prompt("没有这篇.txt") is None
+    assert "✓ 已删除 删除我.md（已移入回收站，可恢复）" in fresh.delete("删除我.md")
     assert "删除我.md" not in fresh.doc_ids() and not (fresh.uploads_dir / "删除我.md").exists()
     assert all(row[0] != "删除我.md" for row in fresh.documents_table())
     assert "not in the index" in fresh.delete("删除我.md")
     assert "请先选择" in fresh.delete(None)
+    [(label, key)] = fresh.trash_choices()
+    assert label.startswith("待删除（删除我.md，删除于 ")
+    assert "✓ 已恢复" in fresh.restore(key)
+    assert "删除我.md" in fresh.doc_ids() and (fresh.uploads_dir / "删除我.md").read_text(encoding="utf-8")
+    assert fresh.trash_choices() == [] and "回收站中没有" in fresh.restore(key)
+    top = fresh.retrieval_test("星河渔业互助基金的首期规模是多少？", "hybrid", 1)[0][0]
+    assert top[7] == "待删除" and UNIQUE_FACT in top[9]
 
 
 def test_rebuild_keeps_every_document(fresh: ZhiwenApp) -> None:
     before = fresh.documents_table()
     status = fresh.rebuild()
-    assert "已重建索引" in status and "index: 6 documents" in status
+    assert "已重建索引" in status and "知识库现有 6 篇文档" in status
     assert fresh.documents_table() == before
 
 
@@ -184,20 +271,22 @@ def test_documents_table_lists_metadata(shared: ZhiwenApp) -> None:
     assert "6 篇文档" in shared.status()
 
 
-def test_retrieval_test_shows_each_strategys_scores(shared: ZhiwenApp) -> None:
-    hybrid = shared.retrieval_test("新市民金融服务", "hybrid", 4)
+def test_retrieval_test_shows_each_methods_score_and_rank_and_the_threshold(shared: ZhiwenApp) -> None:
+    hybrid, verdict = shared.retrieval_test("新市民金融服务", "hybrid", 4)
     assert [r[0] for r in hybrid] == [1, 2, 3, 4]
-    assert all(r[4] > 0 and r[1] == r[4] for r in hybrid)
-    bm25 = shared.retrieval_test("新市民金融服务", "bm25", 2)
-    assert len(bm25) == 2 and all(r[1] == r[2] > 0 and r[3] == 0 and r[4] == 0 for r in bm25)
-    dense = shared.retrieval_test("新市民金融服务", "dense", 2)
-    assert all(r[1] == r[3] > 0 and r[2] == 0 for r in dense)
-    assert shared.retrieval_test("  ", "hybrid", 3) == []
+    assert all(isinstance(r[3], int) or isinstance(r[5], int) for r in hybrid), "each hit has a method rank"
+    assert f"拒答阈值 {shared.settings.refusal_threshold:g}" in verdict and "高于拒答阈值" in verdict
+    bm25, _ = shared.retrieval_test("新市民金融服务", "bm25", 2)
+    assert [r[3] for r in bm25] == [1, 2] and all(r[1] == r[2] for r in bm25)
+    dense, _ = shared.retrieval_test("新市民金融服务", "dense", 2)
+    assert [r[5] for r in dense] == [1, 2] and all(r[1] == r[4] for r in dense)
+    assert all(r[6] in ("≥ 阈值", "< 阈值") for r in dense)
+    assert shared.retrieval_test("  ", "hybrid", 3) == ([], "")
 
 
 def test_prepare_ingests_the_corpus_when_there_is_no_index(tmp_path: Path) -> None:
     app = prepare(Settings(index_dir=tmp_path / "index", cache_dir=default_cache_dir()), CORPUS)
-    assert "首次启动" in app.startup_note and "added 5" in app.startup_note
+    assert "启动时还没有索引" in app.startup_note and "新增 5 篇" in app.startup_note
     assert len(app.doc_ids()) == 5
     with pytest.raises(FileNotFoundError, match="no index"):
         prepare(Settings(index_dir=tmp_path / "other"), tmp_path / "missing")
@@ -282,9 +371,9 @@ def test_feedback_and_questions_are_bounded(shared: ZhiwenApp, tmp_path) -> None
     from zhiwen.ui.app import append_rotating
 
     app = ZhiwenApp(shared.settings, shared.retriever)
-    history, _, turns = list(app.chat("问" * 100_000, [], []))[-1]
+    messages, _, conversation, note = run_chat(app, "问" * 100_000)[-1]
     assert (
-        turns == [] and "问题太长" in history[-1]["content"] and "max_query_chars" in history[-1]["content"]
+        messages == [] and conversation["answers"] == [] and "问题太长" in note and "max_query_chars" in note
     )
     log = tmp_path / "feedback.jsonl"
     for _ in range(40):

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,16 +24,38 @@ from typing import Any
 import gradio as gr
 from zhiwen.core.index import Generation, read_manifest
 from zhiwen.core.settings import Settings, SettingsError
-from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, TextDelta
+from zhiwen.core.types import Answer, FinalAnswer, TextDelta
 from zhiwen.core.vocab import STRATEGIES
 from zhiwen.ingest.load import SUPPORTED_SUFFIXES
 from zhiwen.retriever import Retriever
+from zhiwen.retriever.search import CANDIDATES
 
 from .api import create_api
-from .kb import KnowledgeBase, open_knowledge_base
+from .conversations import (
+    Conversation,
+    ConversationStore,
+    add_turn,
+    answer_from_dict,
+    history_label,
+    new_conversation,
+    turn_of_message,
+)
+from .export import to_markdown, write_docx
+from .kb import KnowledgeBase, open_knowledge_base, report_summary
 from .keys import KeyStore, keys_path
 from .mcp_server import build_mcp
-from .render import CSS, HEAD, answer_html, escape, position_label, sources_panel, status_html
+from .render import (
+    CLOSE_SIDEBAR_ON_PHONE,
+    CSS,
+    EMPTY_SOURCES,
+    HEAD,
+    answer_html,
+    conversation_sources,
+    escape,
+    position_label,
+    sources_panel,
+    status_html,
+)
 from .server import Served, serve
 
 EXAMPLES = [
@@ -42,7 +65,25 @@ EXAMPLES = [
     "怎样提升金融服务实体经济质效？",
 ]
 DOC_HEADERS = ["文档 ID", "标题", "段落数", "发布机构", "年份", "类型"]
-HIT_HEADERS = ["排名", "得分", "BM25", "向量", "融合", "标题", "位置", "段落原文"]
+HIT_HEADERS = [
+    "排名",
+    "排序得分",
+    "BM25 分数",
+    "BM25 名次",
+    "向量相似度",
+    "向量名次",
+    "对比拒答阈值",
+    "标题",
+    "位置",
+    "段落原文",
+]
+HIT_LEGEND = """**各列含义**
+- **排序得分**：所选检索方式用来排序的分数：混合检索为 BM25 与向量两路的融合分数，仅 BM25 或仅向量时即该路分数。
+- **BM25 分数**、**BM25 名次**：关键词匹配（jieba 分词）的得分，及这一段在 BM25 结果中的名次。
+- **向量相似度**、**向量名次**：问题与段落的语义相似度（余弦，越接近 1 越相关），及在向量结果中的名次。
+- **对比拒答阈值**：向量相似度与拒答阈值 {threshold:g} 相比；问题的最佳段落低于阈值时，回答会拒答。
+- **—**：该方法的前 {depth} 名中没有这一段（不是 0 分）。"""
+FILTER_LABELS = {"issuer": "发布机构", "year": "年份", "doc_type": "文档类型", "doc_id": "文档"}
 FEEDBACK_ANSWER_CHARS = 20_000  # what one feedback line keeps of an answer
 FEEDBACK_CITATIONS = 20
 FEEDBACK_FILE_BYTES = 5 * 1024 * 1024  # feedback.jsonl is rotated past this (three files kept)
@@ -53,8 +94,7 @@ _REVEAL_BREAKS = "。！？；\n]"
 
 Progress = Callable[[float, str], None]
 TRACKED_PROGRESS = gr.Progress(track_tqdm=True)  # Gradio gives each call its own tracker via this default
-History = list[dict[str, Any]]
-Turns = list[dict[str, Any]]
+Messages = list[dict[str, Any]]
 
 
 def _no_progress(fraction: float, desc: str) -> None:
@@ -62,7 +102,11 @@ def _no_progress(fraction: float, desc: str) -> None:
 
 
 class ZhiwenApp:
-    """The handlers of the chat window over one index (``settings.index_dir``) and its retriever."""
+    """The handlers of the chat window over one index (``settings.index_dir``) and its retriever.
+
+    A conversation (see ``conversations.py``) travels through the handlers as a value: each handler
+    takes it and returns the new one, and the chat window keeps it per browser session.
+    """
 
     def __init__(self, settings: Settings, retriever: Retriever, startup_note: str = ""):
         self.settings = settings
@@ -73,99 +117,144 @@ class ZhiwenApp:
         self.data_dir = Path(settings.index_dir).parent
         self.uploads_dir = self.kb.uploads_dir
         self.feedback_path = self.data_dir / "feedback.jsonl"
+        self.store = ConversationStore(self.data_dir / "conversations")
+        self.exports_dir = Path(tempfile.mkdtemp(prefix="zhiwen-exports-"))
         self._metas: tuple[Path | None, dict[str, dict[str, Any]]] = (None, {})
 
     # --- chat -------------------------------------------------------------------------------------
 
-    def chat(self, question: str, history: History, turns: Turns) -> Iterator[tuple[History, str, Turns]]:
-        """Answer ``question``: yields (chat history, sources panel HTML, turns) as the answer streams.
-
-        ``turns`` keeps one record per answered question (question, Answer, index of its chat message,
-        sources HTML) for feedback and for showing an older answer's sources.
-        """
+    def chat(
+        self,
+        question: str,
+        conversation: Conversation,
+        filters: dict[str, Any] | None = None,
+        user: str | None = None,
+    ) -> Iterator[tuple[Messages, str, Conversation, str]]:
+        """Answer ``question`` in ``conversation``: yields (chat messages, sources panel HTML,
+        conversation, status line) as the answer streams; the last has the conversation with the new
+        turn, saved for ``user``. ``filters`` limits the search (issuer, year, doc_type, doc_id)."""
         question = question.strip()
+        shown = chat_messages(conversation)
         if not question:
-            yield history, turns[-1]["sources"] if turns else "", turns
+            yield shown, self.sources_html(conversation), conversation, ""
             return
         limit = self.settings.max_query_chars
         if len(question) > limit:
             note = f"问题太长：{len(question)} 个字符，最多 {limit} 个（max_query_chars）。请缩短后再问。"
-            yield [*history, {"role": "assistant", "content": escape(note)}], "", turns
+            yield shown, self.sources_html(conversation), conversation, status_html(note, error=True)
             return
-        turn = len(turns)
-        history = [
-            *history,
-            {"role": "user", "content": escape(question)},
-            {"role": "assistant", "content": "正在检索…"},
-        ]
-        yield history, "", turns
+        filters = {k: v for k, v in (filters or {}).items() if v not in (None, "", [])}
+        pending = [*shown, {"role": "user", "content": escape(question)}]
+        yield [*pending, {"role": "assistant", "content": "正在检索…"}], gr.skip(), conversation, ""
         answer, streamed = None, ""
-        for event in self._answer_stream(question):
+        # The conversation so far, as OpenAI-style turns, is conversation["messages"]; follow-up
+        # questions pass it here as history=conversation["messages"].
+        for event in self.kb.answer_events(question, use_llm=self.use_llm, filters=filters or None):
             match event:
                 case FinalAnswer(final):
                     answer = final
                 case TextDelta(text):
                     streamed += text
-                    history[-1] = {"role": "assistant", "content": escape(streamed)}
-                    yield history, "", turns
+                    yield (
+                        [*pending, {"role": "assistant", "content": escape(streamed)}],
+                        gr.skip(),
+                        conversation,
+                        "",
+                    )
         if not streamed:
             for prefix in reveal_prefixes(answer.answer):
-                history[-1] = {"role": "assistant", "content": escape(prefix)}
-                yield history, "", turns
+                yield (
+                    [*pending, {"role": "assistant", "content": escape(prefix)}],
+                    gr.skip(),
+                    conversation,
+                    "",
+                )
                 time.sleep(REVEAL_PAUSE)
-        content = answer_html(answer.answer, turn, {c.n for c in answer.citations})
-        if answer.warnings:
-            content += "\n" + "\n".join(f"⚠ {escape(w)}" for w in answer.warnings)
-        history[-1] = {"role": "assistant", "content": content}
-        sources = self.sources(turn, answer)
-        record = {
-            "question": question,
-            "answer": answer,
-            "message_index": len(history) - 1,
-            "sources": sources,
+        conversation = add_turn(conversation, question, answer, self.positions(answer), filters)
+        self.store.save(user, conversation)
+        yield chat_messages(conversation), self.sources_html(conversation), conversation, ""
+
+    def positions(self, answer: Answer) -> dict[int, str]:
+        """Where each citation of ``answer`` sits in its document, for the reader and for export."""
+        with self.retriever.pinned() as gen:
+            metas = self._chunk_metas(gen)
+            return {
+                c.n: position_label(metas.get(c.chunk_id, {}), gen.document(c.doc_id), c.start, c.end)
+                for c in answer.citations
+            }
+
+    def sources_html(self, conversation: Conversation, shown: int | None = None) -> str:
+        """The sources panel of ``conversation``, answer ``shown`` (default: the latest) visible."""
+        answers = [answer_from_dict(r["answer"]) for r in conversation["answers"]]
+        if not answers:
+            return EMPTY_SOURCES
+        doc_ids = {c.doc_id for a in answers for c in a.citations} | {
+            h.doc_id for a in answers for h in a.related
         }
-        yield history, sources, [*turns, record]
-
-    def _answer_stream(self, question: str) -> Iterator[AnswerEvent]:
-        return self.kb.answer_events(question, use_llm=self.use_llm)
-
-    def sources(self, turn: int, answer: Answer) -> str:
-        """The sources panel HTML for ``answer`` given in conversation turn ``turn``."""
-        doc_ids = {c.doc_id for c in answer.citations} | {h.doc_id for h in answer.related}
         with self.retriever.pinned() as gen:
             documents = {d: gen.document(d) for d in doc_ids}
-            return sources_panel(turn, answer, documents, self._chunk_metas(gen))
+            metas = self._chunk_metas(gen)
+        panels = [sources_panel(t, a, documents, metas) for t, a in enumerate(answers)]
+        return conversation_sources(panels, len(panels) - 1 if shown is None else shown)
 
     def _chunk_metas(self, gen: Generation) -> dict[str, dict[str, Any]]:
         if self._metas[0] != gen.path:
             self._metas = (gen.path, {c.chunk_id: c.meta for c in gen.chunks()})
         return self._metas[1]
 
-    def select_sources(self, turns: Turns, message_index: int) -> str | None:
-        """The sources HTML of the answer at chat message ``message_index`` (None when it is not one)."""
-        for record in turns:
-            if record["message_index"] in (message_index, message_index + 1):
-                return record["sources"]
-        return None
+    def select(self, conversation: Conversation, message_index: int) -> tuple[str, int] | None:
+        """The sources panel showing the answer at (or answering) chat message ``message_index``, and
+        that answer's number; None when the message is not part of an answered turn."""
+        turn = turn_of_message(conversation, message_index)
+        return None if turn is None else (self.sources_html(conversation, turn), turn)
 
-    def feedback(self, turns: Turns, message_index: int, liked: bool | str) -> str:
-        """Append a 👍/👎 on the answer at ``message_index`` to feedback.jsonl; returns a status line."""
-        record = next((r for r in turns if r["message_index"] == message_index), None)
-        if record is None:
+    def feedback(self, conversation: Conversation, message_index: int, liked: bool | str) -> str:
+        """Append a 👍/👎 on the answer at chat message ``message_index`` to feedback.jsonl, with that
+        answer's own question and citations; returns a status line."""
+        turn = turn_of_message(conversation, message_index)
+        if turn is None or message_index % 2 == 0:
             return status_html("只能评价回答。", error=True)
-        answer: Answer = record["answer"]
+        record = conversation["answers"][turn]
+        answer = record["answer"]
         rating = {True: "up", False: "down"}.get(liked, str(liked))
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "rating": rating[:16],
+            "conversation": conversation["id"],
             "question": record["question"][: self.settings.max_query_chars],
-            "answer": answer.answer[:FEEDBACK_ANSWER_CHARS],
-            "mode": answer.mode,
-            "refused": answer.refused,
-            "citations": [c.to_dict() for c in answer.citations[:FEEDBACK_CITATIONS]],
+            "answer": answer["answer"][:FEEDBACK_ANSWER_CHARS],
+            "mode": answer["mode"],
+            "refused": answer["refused"],
+            "citations": answer["citations"][:FEEDBACK_CITATIONS],
         }
         append_rotating(self.feedback_path, json.dumps(entry, ensure_ascii=False) + "\n")
         return status_html("已记录反馈 👍，谢谢！" if rating == "up" else "已记录反馈 👎，谢谢！")
+
+    # --- history and export -----------------------------------------------------------------------
+
+    def history(self, user: str | None) -> list[tuple[str, str]]:
+        """The user's saved conversations as (label, id), newest first, for the history list."""
+        return [(history_label(c), c["id"]) for c in self.store.for_user(user)]
+
+    def open_conversation(self, user: str | None, conversation_id: str | None) -> Conversation:
+        """The user's saved conversation ``conversation_id`` (a new one when there is none)."""
+        return (conversation_id and self.store.load(user, conversation_id)) or new_conversation()
+
+    def export(self, conversation: Conversation, shown: int, whole: bool) -> tuple[Path | None, Path | None]:
+        """The Markdown and Word files of answer ``shown`` (or, with ``whole``, of the conversation);
+        (None, None) when there is no answer yet."""
+        records = conversation["answers"]
+        if not records:
+            return None, None
+        if not whole:
+            records = [records[shown if 0 <= shown < len(records) else -1]]
+        title = f"知问问答记录：{conversation['title']}" if whole else f"知问回答：{records[0]['question']}"
+        folder = self.exports_dir / conversation["id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = "知问-对话" if whole else "知问-回答"
+        markdown = folder / f"{stem}.md"
+        markdown.write_text(to_markdown(title, records), encoding="utf-8")
+        return markdown, write_docx(folder / f"{stem}.docx", title, records)
 
     # --- knowledge base ---------------------------------------------------------------------------
 
@@ -212,6 +301,7 @@ class ZhiwenApp:
         progress(0.5, "解析、切分并嵌入")
         results, report = self.kb.add_files(sorted(staging.iterdir()))
         progress(1.0, "完成")
+        self.startup_note = ""
         unsupported = f"不支持的文件类型，仅支持 {' '.join(SUPPORTED_SUFFIXES)}"
         lines = [
             (f"✗ {r.name}：{unsupported if r.status == 'unsupported' else r.reason}", True)
@@ -220,51 +310,130 @@ class ZhiwenApp:
             for r in results
         ]
         if report is not None:
-            lines.append((report.summary(), False))
+            lines.append((report_summary(report), False))
         return "".join(status_html(text, error) for text, error in lines)
 
+    def delete_prompt(self, doc_id: str | None) -> str | None:
+        """The confirmation question for deleting ``doc_id``, naming the document; None when nothing
+        (or an unknown document) is selected."""
+        with self.retriever.pinned() as gen:
+            document = gen.document(doc_id) if doc_id else None
+        if document is None:
+            return None
+        return f"确定要删除《{document.title}》（{doc_id}）吗？删除后可在“回收站”中恢复。"
+
     def delete(self, doc_id: str | None) -> str:
-        """Remove document ``doc_id`` from the index (and its uploaded file); returns a status line."""
+        """Move document ``doc_id`` to the trash (out of the index, restorable); returns a status line."""
         if not doc_id:
             return status_html("请先选择要删除的文档。", error=True)
-        report = self.kb.delete(doc_id)
+        report = self.kb.delete(doc_id, to_trash=True)
+        self.startup_note = ""
         if report.failed:
             return status_html(f"✗ {doc_id}：{report.failed[0][1]}", error=True)
-        return status_html(f"✓ 已删除 {doc_id}；{report.summary()}")
+        return status_html(f"✓ 已删除 {doc_id}（已移入回收站，可恢复）；{report_summary(report)}")
+
+    def trash_choices(self) -> list[tuple[str, str]]:
+        """The documents in the trash as (label, key), newest first."""
+        return [
+            (f"{e['title']}（{e['doc_id']}，删除于 {e['deleted'][:16].replace('T', ' ')} UTC）", e["key"])
+            for e in self.kb.trashed()
+        ]
+
+    def restore(self, key: str | None) -> str:
+        """Put the trashed document ``key`` back into the index; returns a status line."""
+        if not key:
+            return status_html("请先在回收站中选择要恢复的文档。", error=True)
+        try:
+            report = self.kb.restore(key)
+        except FileNotFoundError:
+            return status_html("回收站中没有这篇文档（可能已恢复）。", error=True)
+        self.startup_note = ""
+        return status_html(f"✓ 已恢复；{report_summary(report)}")
 
     def rebuild(self, progress: Progress = _no_progress) -> str:
         """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
         progress(0.1, "重建索引")
         report = self.kb.rebuild()
         progress(1.0, "完成")
-        return status_html(f"✓ 已重建索引：{report.summary()}")
+        return status_html(f"✓ 已重建索引：{report_summary(report)}")
+
+    def filter_choices(self) -> dict[str, list[Any]]:
+        """The choices of each filter (issuer, year, doc_type, doc_id) from what the index holds."""
+        return self.kb.filter_options()
 
     # --- retrieval test ---------------------------------------------------------------------------
 
-    def retrieval_test(self, query: str, strategy: str, k: float) -> list[list[Any]]:
-        """Ranked chunks for ``query`` with every score, for checking why a passage ranks where it does."""
+    def retrieval_test(self, query: str, strategy: str, k: float) -> tuple[list[list[Any]], str]:
+        """Ranked chunks for ``query`` with each method's score and rank, and a line on how the best
+        dense relevance compares with the refusal threshold: for checking why a passage ranks where it
+        does and why a question is refused."""
         if not query.strip():
-            return []
+            return [], ""
+        threshold = self.settings.refusal_threshold
         with self.retriever.pinned() as gen:  # positions from the generation the hits came from
-            hits = self.retriever.search(query.strip(), k=int(k), strategy=strategy)
+            found = self.retriever.candidates(query.strip(), "hybrid", max(CANDIDATES, 4 * int(k)))
+            hits = self.retriever.rank(query.strip(), found, int(k), strategy)
             documents = {hit.doc_id: gen.document(hit.doc_id) for hit in hits}
+            bm25_rank = method_ranks(gen, found.bm25)
+            dense_rank = method_ranks(gen, found.dense)
         rows = []
         for hit in hits:
-            position = position_label(hit.meta, documents[hit.doc_id], hit.start, hit.end)
-            scores = hit.scores
+            dense = hit.scores.get("dense")
             rows.append(
                 [
                     hit.rank,
                     round(hit.score, 4),
-                    round(scores.get("bm25", 0.0), 4),
-                    round(scores.get("dense", 0.0), 4),
-                    round(scores.get("fused", 0.0), 4),
+                    _score(hit.scores.get("bm25"), bm25_rank.get(hit.chunk_id)),
+                    bm25_rank.get(hit.chunk_id, "—"),
+                    _score(dense, dense_rank.get(hit.chunk_id)),
+                    dense_rank.get(hit.chunk_id, "—"),
+                    (
+                        "—"
+                        if dense_rank.get(hit.chunk_id) is None
+                        else "≥ 阈值"
+                        if dense >= threshold
+                        else "< 阈值"
+                    ),
                     hit.title,
-                    position,
+                    position_label(hit.meta, documents[hit.doc_id], hit.start, hit.end),
                     hit.text,
                 ]
             )
-        return rows
+        best = max(found.dense.values(), default=0.0)
+        verdict = (
+            "高于拒答阈值：相关度规则不会拒答" if best >= threshold else "低于拒答阈值：按相关度规则会拒答"
+        )
+        summary = (
+            f"最高向量相似度 {best:.4f}，拒答阈值 {threshold:g}（refusal_threshold）→ {verdict}"
+            "（主题、主体与范围规则另行检查）。"
+        )
+        return rows, summary
+
+
+def method_ranks(gen: Generation, scores: dict[int, float]) -> dict[str, int]:
+    """Each chunk's rank (1 = best) by one method's scores, keyed by chunk id."""
+    order = sorted(scores, key=lambda row: (-scores[row], row))
+    return {gen.chunk(row).chunk_id: rank for rank, row in enumerate(order, 1)}
+
+
+def _score(value: float | None, rank: int | None) -> float | str:
+    return "—" if rank is None or value is None else round(value, 4)
+
+
+def chat_messages(conversation: Conversation) -> Messages:
+    """The chat window's messages for ``conversation``: questions escaped, answers with their ``[n]``
+    markers linked to their own turn's sources."""
+    messages: Messages = []
+    for turn, record in enumerate(conversation["answers"]):
+        answer = record["answer"]
+        content = answer_html(answer["answer"], turn, {c["n"] for c in answer["citations"]})
+        if answer["warnings"]:
+            content += "\n" + "\n".join(f"⚠ {escape(w)}" for w in answer["warnings"])
+        messages += [
+            {"role": "user", "content": escape(record["question"])},
+            {"role": "assistant", "content": content},
+        ]
+    return messages
 
 
 _OUTCOMES = {"added": "已添加", "updated": "已更新", "unchanged": "内容未变化"}
@@ -329,6 +498,51 @@ class LoginGuard:
             return False
 
 
+# Gradio's Chinese translation lacks these; without them the buttons fall back to English.
+GRADIO_MISSING_ZH = {"chatbot.copy_message": "复制消息", "chatbot.copied_message": "已复制"}
+_FORCE_CHINESE = (
+    b"<head><script>(() => { const l = ['zh-CN', 'zh'];"
+    b" Object.defineProperty(navigator, 'language', { get: () => l[0] });"
+    b" Object.defineProperty(navigator, 'languages', { get: () => l }); })();</script>"
+)
+
+
+class ChineseLocale:
+    """Serve the chat window's page in Chinese whatever the browser's language: ``lang="zh-CN"``, and
+    Gradio's own texts ("Drop File Here", toasts) in its Chinese translation.
+
+    Gradio picks its interface language from ``navigator.language`` and writes ``lang="en"`` into the
+    page; this rewrites only the page itself (``GET /``), before any of Gradio's scripts run.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/":
+            await self.app(scope, receive, send)
+            return
+        start: dict = {}
+        body = b""
+
+        async def rewritten(message: dict) -> None:
+            nonlocal body
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body += message.get("body", b"")
+            if message.get("more_body"):
+                return
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                body = body.replace(b'lang="en"', b'lang="zh-CN"', 1).replace(b"<head>", _FORCE_CHINESE, 1)
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewritten)
+
+
 def chat_concurrency() -> int:
     """How many chat-window requests run at once: 8 per core this process may use.
 
@@ -349,15 +563,24 @@ def parse_auth(auth: str) -> tuple[str, str] | None:
     return user, password
 
 
+def _user(request: gr.Request | None) -> str | None:
+    """The logged-in user of a request (None when the chat window has no login)."""
+    return getattr(request, "username", None) if request is not None else None
+
+
 def build_blocks(app: ZhiwenApp) -> gr.Blocks:
-    """The three tabs (问答, 知识库, 命中测试) wired to ``app``'s handlers."""
+    """The three tabs (问答, 知识库, 命中测试) and the history sidebar, wired to ``app``'s handlers."""
     with gr.Blocks(title="知问 Zhiwen", analytics_enabled=False) as demo:
+        conversation = gr.State(new_conversation)
+        shown = gr.State(-1)  # the answer whose sources are shown (and "当前回答" exports)
+        with gr.Sidebar(label="历史对话", open=True, elem_id="zw-sidebar"):
+            new_chat = gr.Button("＋ 新对话", variant="primary", elem_id="zw-new-chat")
+            history = gr.Radio(choices=[], label="历史对话", elem_id="zw-history")
         gr.Markdown("## 知问 · 工作报告知识库问答")
-        status = gr.HTML(app.status, js_on_load=None)
+        status = gr.HTML(app.status, js_on_load=None, elem_id="zw-status")
         with gr.Tab("问答"):
-            turns = gr.State([])
             with gr.Row():
-                with gr.Column(scale=3):
+                with gr.Column(scale=3, min_width=320):
                     chatbot = gr.Chatbot(
                         label="对话",
                         height=560,
@@ -368,6 +591,23 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                         elem_id="zw-chat",
                         placeholder="请输入问题，回答中的 [n] 可点击查看出处。",
                     )
+                    with (
+                        gr.Accordion(
+                            "筛选范围（发布机构、年份、类型、文档）", open=False, elem_id="zw-filters"
+                        ),
+                        gr.Row(),
+                    ):
+                        filter_boxes = {
+                            key: gr.Dropdown(
+                                choices=[],
+                                value=[],
+                                multiselect=True,
+                                label=label,
+                                elem_id=f"zw-filter-{key}",
+                                min_width=160,
+                            )
+                            for key, label in FILTER_LABELS.items()
+                        }
                     with gr.Row():
                         question = gr.Textbox(
                             placeholder="例如：如何支持新市民金融？",
@@ -375,33 +615,111 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                             scale=5,
                             elem_id="zw-question",
                         )
-                        send = gr.Button("提问", variant="primary", scale=1, elem_id="zw-send")
+                        send = gr.Button("提问", variant="primary", scale=1, min_width=80, elem_id="zw-send")
                     gr.Examples(EXAMPLES, inputs=question, label="示例问题", elem_id="zw-examples")
-                    clear = gr.Button("清空对话", size="sm")
-                    feedback_status = gr.HTML(js_on_load=None)
-                with gr.Column(scale=2):
-                    sources = gr.HTML(
-                        '<div class="zw-status">回答的引用来源会显示在这里。</div>',
-                        elem_id="zw-sources-box",
-                        js_on_load=None,
-                    )
-            ask_event = {
-                "fn": app.chat,
-                "inputs": [question, chatbot, turns],
-                "outputs": [chatbot, sources, turns],
+                    chat_status = gr.HTML(js_on_load=None, elem_id="zw-chat-status")
+                    with gr.Row(elem_id="zw-export"):
+                        scope = gr.Radio(
+                            [("当前回答", False), ("整个对话", True)],
+                            value=False,
+                            label="导出（编号引用，文末附出处原文）",
+                            elem_id="zw-export-scope",
+                            scale=2,
+                        )
+                        export_md = gr.DownloadButton(
+                            "导出 Markdown", interactive=False, size="sm", elem_id="zw-export-md", scale=1
+                        )
+                        export_docx = gr.DownloadButton(
+                            "导出 Word", interactive=False, size="sm", elem_id="zw-export-docx", scale=1
+                        )
+                with gr.Column(scale=2, min_width=300):
+                    sources = gr.HTML(EMPTY_SOURCES, elem_id="zw-sources-box", js_on_load=None)
+
+            filter_inputs = list(filter_boxes.values())
+
+            def on_chat(
+                text: str,
+                current: Conversation,
+                issuer: list[str],
+                year: list[str],
+                doc_type: list[str],
+                doc_id: list[str],
+                request: gr.Request,
+            ) -> Iterator[tuple[Any, ...]]:
+                filters = {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc_id}
+                for messages, panel, updated, note in app.chat(text, current, filters, _user(request)):
+                    yield messages, panel, updated, note, len(updated["answers"]) - 1
+
+            def on_exports(current: Conversation, turn: int, whole: bool) -> tuple[Any, Any]:
+                md, docx = app.export(current, turn, whole)
+                return (
+                    gr.DownloadButton(value=md, interactive=md is not None),
+                    gr.DownloadButton(value=docx, interactive=docx is not None),
+                )
+
+            def on_history(current: Conversation, request: gr.Request) -> Any:
+                saved = current["id"] if current["answers"] else None
+                return gr.Radio(choices=app.history(_user(request)), value=saved)
+
+            exports = {
+                "fn": on_exports,
+                "inputs": [conversation, shown, scope],
+                "outputs": [export_md, export_docx],
             }
-            send.click(**ask_event).then(lambda: "", outputs=question)
-            question.submit(**ask_event).then(lambda: "", outputs=question)
-            clear.click(lambda: ([], "", []), outputs=[chatbot, sources, turns])
+            listed = {"fn": on_history, "inputs": conversation, "outputs": history}
+            ask_event = {
+                "fn": on_chat,
+                "inputs": [question, conversation, *filter_inputs],
+                "outputs": [chatbot, sources, conversation, chat_status, shown],
+            }
+            send.click(**ask_event, api_name="chat").then(lambda: "", outputs=question).then(**exports).then(
+                **listed
+            )
+            question.submit(**ask_event).then(lambda: "", outputs=question).then(**exports).then(**listed)
 
-            def on_like(records: Turns, data: gr.LikeData) -> str:
-                return app.feedback(records, int(data.index), data.liked)
+            def show(current: Conversation) -> tuple[Any, ...]:
+                return (
+                    chat_messages(current),
+                    app.sources_html(current),
+                    current,
+                    len(current["answers"]) - 1,
+                    "",
+                )
 
-            def on_select(records: Turns, data: gr.SelectData) -> str:
-                return gr.skip() if (html := app.select_sources(records, int(data.index))) is None else html
+            opened = [chatbot, sources, conversation, shown, chat_status]
 
-            chatbot.like(on_like, inputs=turns, outputs=feedback_status)
-            chatbot.select(on_select, inputs=turns, outputs=sources)
+            def on_new() -> tuple[Any, ...]:
+                return show(new_conversation())
+
+            def on_open(conversation_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+                return show(app.open_conversation(_user(request), conversation_id))
+
+            def on_load(request: gr.Request) -> tuple[Any, ...]:
+                saved = app.history(_user(request))
+                current = app.open_conversation(_user(request), saved[0][1] if saved else None)
+                choices = app.filter_choices()
+                boxes = [gr.Dropdown(choices=choices[key], value=[]) for key in FILTER_LABELS]
+                radio = gr.Radio(choices=saved, value=current["id"] if current["answers"] else None)
+                return (*show(current), radio, *boxes)
+
+            # The chat box's own trash icon starts a new conversation too, so nothing of the cleared
+            # one (its sources, its feedback target) lingers.
+            for trigger in (new_chat.click, chatbot.clear):
+                trigger(on_new, outputs=opened).then(**exports).then(**listed)
+            history.input(on_open, inputs=history, outputs=opened).then(**exports)
+            demo.load(on_load, outputs=[*opened, history, *filter_inputs]).then(**exports)
+            demo.load(None, js=CLOSE_SIDEBAR_ON_PHONE)
+            scope.change(**exports)
+
+            def on_like(current: Conversation, data: gr.LikeData) -> str:
+                return app.feedback(current, int(data.index), data.liked)
+
+            def on_select(current: Conversation, data: gr.SelectData) -> tuple[Any, Any]:
+                picked = app.select(current, int(data.index))
+                return (gr.skip(), gr.skip()) if picked is None else picked
+
+            chatbot.like(on_like, inputs=conversation, outputs=chat_status)
+            chatbot.select(on_select, inputs=conversation, outputs=[sources, shown]).then(**exports)
 
         with gr.Tab("知识库"):
             documents = gr.Dataframe(
@@ -415,20 +733,39 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     files = gr.File(
-                        label="上传文档（.txt .md .docx .pdf，可多选）",
+                        label="上传文档（支持 .txt .md .docx .pdf，可多选；其他类型会被跳过并说明原因）",
                         file_count="multiple",
-                        file_types=list(SUPPORTED_SUFFIXES),
                         elem_id="zw-upload",
                     )
                     upload = gr.Button("上传并加入知识库", variant="primary", elem_id="zw-upload-btn")
                 with gr.Column():
-                    doc_choice = gr.Dropdown(choices=app.doc_ids(), label="选择文档", elem_id="zw-doc-choice")
-                    delete = gr.Button("删除所选文档", variant="stop")
+                    doc_choice = gr.Dropdown(
+                        choices=app.doc_ids(), value=None, label="选择文档", elem_id="zw-doc-choice"
+                    )
+                    delete = gr.Button("删除所选文档", variant="stop", elem_id="zw-delete")
+                    with gr.Group(visible=False, elem_id="zw-confirm", elem_classes="zw-confirm") as confirm:
+                        prompt = gr.Markdown(elem_id="zw-confirm-text")
+                        with gr.Row():
+                            really = gr.Button(
+                                "确认删除", variant="stop", size="sm", elem_id="zw-confirm-yes"
+                            )
+                            cancel = gr.Button("取消", size="sm", elem_id="zw-confirm-no")
+                    trash = gr.Dropdown(
+                        choices=[], value=None, label="回收站（已删除的文档）", elem_id="zw-trash"
+                    )
+                    restore = gr.Button("恢复所选文档", elem_id="zw-restore")
                     rebuild = gr.Button("重建索引（重新切分与嵌入全部文档）")
             kb_status = gr.HTML(js_on_load=None, elem_id="zw-kb-status")
 
-            def refreshed() -> tuple[str, list[list[Any]], Any]:
-                return app.status(), app.documents_table(), gr.Dropdown(choices=app.doc_ids(), value=None)
+            def refreshed() -> tuple[Any, ...]:
+                choices = app.filter_choices()
+                return (
+                    app.status(),
+                    app.documents_table(),
+                    gr.Dropdown(choices=app.doc_ids(), value=None),
+                    gr.Dropdown(choices=app.trash_choices(), value=None),
+                    *(gr.Dropdown(choices=choices[key]) for key in FILTER_LABELS),
+                )
 
             def on_upload(paths: list[str] | None, progress: gr.Progress = TRACKED_PROGRESS) -> str:
                 return app.upload(paths, lambda f, d: progress(f, desc=d))
@@ -436,12 +773,33 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             def on_rebuild(progress: gr.Progress = TRACKED_PROGRESS) -> str:
                 return app.rebuild(lambda f, d: progress(f, desc=d))
 
-            after = {"fn": refreshed, "outputs": [status, documents, doc_choice]}
+            def on_delete(doc_id: str | None) -> tuple[Any, Any, str]:
+                text = app.delete_prompt(doc_id)
+                if text is None:
+                    return (
+                        gr.Group(visible=False),
+                        gr.skip(),
+                        status_html("请先选择要删除的文档。", error=True),
+                    )
+                return gr.Group(visible=True), text, ""
+
+            def on_confirm(doc_id: str | None) -> tuple[Any, str]:
+                return gr.Group(visible=False), app.delete(doc_id)
+
+            after = {
+                "fn": refreshed,
+                "outputs": [status, documents, doc_choice, trash, *filter_inputs],
+            }
             upload.click(on_upload, inputs=files, outputs=kb_status).then(**after).then(
                 lambda: None, outputs=files
             )
-            delete.click(app.delete, inputs=doc_choice, outputs=kb_status).then(**after)
+            delete.click(on_delete, inputs=doc_choice, outputs=[confirm, prompt, kb_status])
+            cancel.click(lambda: gr.Group(visible=False), outputs=confirm)
+            doc_choice.change(lambda: gr.Group(visible=False), outputs=confirm)
+            really.click(on_confirm, inputs=doc_choice, outputs=[confirm, kb_status]).then(**after)
+            restore.click(app.restore, inputs=trash, outputs=kb_status).then(**after)
             rebuild.click(on_rebuild, outputs=kb_status).then(**after)
+            demo.load(lambda: gr.Dropdown(choices=app.trash_choices(), value=None), outputs=trash)
 
         with gr.Tab("命中测试"):
             with gr.Row():
@@ -449,16 +807,22 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                 strategy = gr.Radio(list(STRATEGIES), value=app.settings.strategy, label="检索方式")
                 k = gr.Slider(1, 30, value=app.settings.top_k, step=1, label="返回条数 k")
             run = gr.Button("检索", variant="primary", elem_id="zw-probe-btn")
+            gr.Markdown(
+                HIT_LEGEND.format(threshold=app.settings.refusal_threshold, depth=CANDIDATES),
+                elem_id="zw-hits-legend",
+                elem_classes="zw-legend",
+            )
+            verdict = gr.Markdown(elem_id="zw-hits-verdict")
             hits = gr.Dataframe(
                 headers=HIT_HEADERS,
                 interactive=False,
                 wrap=True,
                 label="命中段落",
-                column_widths=["5%", "7%", "7%", "7%", "7%", "14%", "18%", "35%"],
+                column_widths=["5%", "7%", "7%", "6%", "7%", "6%", "7%", "12%", "15%", "28%"],
                 elem_id="zw-hits",
             )
-            run.click(app.retrieval_test, inputs=[probe, strategy, k], outputs=hits)
-            probe.submit(app.retrieval_test, inputs=[probe, strategy, k], outputs=hits)
+            run.click(app.retrieval_test, inputs=[probe, strategy, k], outputs=[hits, verdict])
+            probe.submit(app.retrieval_test, inputs=[probe, strategy, k], outputs=[hits, verdict])
     return demo
 
 
@@ -495,6 +859,7 @@ def launch(
     )
     demo = build_blocks(app)
     demo.queue(default_concurrency_limit=chat_concurrency())
+    api.add_middleware(ChineseLocale)
     gr.mount_gradio_app(
         api,
         demo,
@@ -506,6 +871,7 @@ def launch(
         footer_links=[],
         css=CSS,
         head=HEAD,
+        i18n=gr.I18n(**{"zh-CN": GRADIO_MISSING_ZH}),
         theme=gr.themes.Default(
             font=["WenQuanYi Micro Hei", "Noto Sans CJK SC", "sans-serif"], font_mono=["monospace"]
         ),

@@ -9,16 +9,19 @@ the retriever to it, so a search runs on the old generation or the new one, neve
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 import sys
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zhiwen.core.fsutil import atomic_write_text
 from zhiwen.core.index import read_manifest
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Answer, AnswerEvent, Chunk, Document, FinalAnswer
@@ -49,13 +52,15 @@ class FileResult:
 class KnowledgeBase:
     """The operations every front end shares, over ``settings.index_dir`` and one ``Retriever``.
 
-    Uploaded files are kept in ``<index_dir>/../uploads/`` (the file name is the document id).
+    Uploaded files are kept in ``<index_dir>/../uploads/`` (the file name is the document id); a
+    document deleted with ``to_trash`` is kept in ``<index_dir>/../trash/`` until it is restored.
     """
 
     def __init__(self, settings: Settings, retriever: Retriever):
         self.settings = settings
         self.retriever = retriever
         self.uploads_dir = Path(settings.index_dir).parent / "uploads"
+        self.trash_dir = Path(settings.index_dir).parent / "trash"
         self.llm_configured = bool(settings.llm_base_url or settings.llm_gguf)
         self._writing = threading.Lock()
 
@@ -112,6 +117,17 @@ class KnowledgeBase:
         with self.retriever.pinned() as gen:
             return gen.chunk_by_id(chunk_id)
 
+    def filter_options(self) -> dict[str, list[Any]]:
+        """What a search can be limited to, from what the index holds: issuers, years and document
+        types (sorted), and documents as (title, doc_id) pairs."""
+        with self.retriever.pinned() as gen:
+            docs = gen.documents()
+        values = {
+            key: sorted({str(d.meta[key]) for d in docs if d.meta.get(key) not in (None, "")})
+            for key in ("issuer", "year", "doc_type")
+        }
+        return {**values, "doc_id": sorted((d.title, d.doc_id) for d in docs)}
+
     def counts(self) -> tuple[int, int]:
         """How many documents and chunks the live index holds."""
         with self.retriever.pinned() as gen:
@@ -160,13 +176,60 @@ class KnowledgeBase:
                 shutil.rmtree(folder, ignore_errors=True)
         return results, report
 
-    def delete(self, doc_id: str) -> IngestReport:
-        """Remove document ``doc_id`` from the index (and its uploaded file); ``failed`` says when unknown."""
+    def delete(self, doc_id: str, to_trash: bool = False) -> IngestReport:
+        """Remove document ``doc_id`` from the index (and its uploaded file); ``failed`` says when unknown.
+
+        With ``to_trash`` the document (its stored text and metadata) and its uploaded file are first
+        kept in the trash folder, so ``restore`` can bring it back exactly as it was.
+        """
         with self._writing:
+            with self.retriever.pinned() as gen:
+                document = gen.document(doc_id)
+            if to_trash and document is not None:
+                self._keep_in_trash(document)
             report = remove_documents([doc_id], self.settings, embedder=self.retriever.embedder)
             self.retriever.refresh()
         if not report.failed:
             (self.uploads_dir / doc_id).unlink(missing_ok=True)
+        return report
+
+    def _keep_in_trash(self, document: Document) -> None:
+        folder = self.trash_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        upload = self.uploads_dir / document.doc_id
+        if upload.is_file():
+            shutil.copyfile(upload, folder / "file")
+        entry = {**asdict(document), "deleted": datetime.now(UTC).isoformat(timespec="seconds")}
+        atomic_write_text(folder / "document.json", json.dumps(entry, ensure_ascii=False))
+
+    def trashed(self) -> list[dict[str, Any]]:
+        """Documents in the trash, newest first: doc_id, title and when each was deleted (``key`` names
+        the trash entry for ``restore``)."""
+        entries = []
+        for path in self.trash_dir.glob("*/document.json") if self.trash_dir.is_dir() else []:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            entries.append({"key": path.parent.name, **{k: data[k] for k in ("doc_id", "title", "deleted")}})
+        return sorted(entries, key=lambda e: e["deleted"], reverse=True)
+
+    def restore(self, key: str) -> IngestReport:
+        """Put the trashed document ``key`` back into the index (and its file back into uploads)."""
+        folder = self.trash_dir / key
+        if not key.isalnum() or not (folder / "document.json").is_file():
+            raise FileNotFoundError(f"no document {key!r} in the trash")
+        data = json.loads((folder / "document.json").read_text(encoding="utf-8"))
+        document = Document(data["doc_id"], data["title"], data["text"], data.get("meta", {}))
+        with self._writing:
+            report = ingest_documents(
+                [document], self.settings, progress=False, embedder=self.retriever.embedder
+            )
+            self.retriever.refresh()
+        if (folder / "file").is_file():
+            self.uploads_dir.mkdir(parents=True, exist_ok=True)
+            (folder / "file").replace(self.uploads_dir / document.doc_id)
+        shutil.rmtree(folder, ignore_errors=True)
         return report
 
     def rebuild(self) -> IngestReport:
@@ -177,6 +240,15 @@ class KnowledgeBase:
             )
             self.retriever.refresh()
         return report
+
+
+def report_summary(report: IngestReport) -> str:
+    """What an ingest, delete or restore did, in Chinese, for the chat window."""
+    return (
+        f"新增 {len(report.added)} 篇，更新 {len(report.updated)} 篇，未变 {len(report.unchanged)} 篇，"
+        f"移除 {len(report.removed)} 篇，失败 {len(report.failed)} 篇；"
+        f"知识库现有 {report.documents} 篇文档、{report.chunks} 个段落（用时 {report.seconds:.1f} 秒）"
+    )
 
 
 def _outcome(report: IngestReport, doc_id: str) -> str:
@@ -205,7 +277,7 @@ def open_knowledge_base(
         report = ingest_paths([Path(corpus)], settings, progress=True)
         for path, reason in report.failed:
             print(f"error: {path}: {reason}", file=sys.stderr)
-        note = f"首次启动，已从 {corpus} 建立索引：{report.summary()}"
+        note = f"启动时还没有索引，已从 {corpus} 建立：{report_summary(report)}"
     retriever = Retriever(settings)
     if background:
         threading.Thread(

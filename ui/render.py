@@ -83,11 +83,20 @@ def source_card(
     position: str,
     document: Document | None,
     span: tuple[int, int],
+    passage: str,
 ) -> str:
-    """One cited passage: title and position, the span marked in its surroundings, the whole document."""
+    """One cited passage: title and position, the span marked in its surroundings, the whole document.
+
+    When the document left the index, or changed so that ``span`` no longer holds ``passage``, the
+    passage is shown as it was cited, with a note, rather than a wrong span of the new text.
+    """
     start, end = span
-    if document is None:
-        body = '<div class="zw-snippet">（原文已不在知识库中）</div>'
+    if document is None or document.text[start:end] != passage:
+        note = "原文已更新" if document is not None else "原文已不在知识库中"
+        body = (
+            f'<div class="zw-snippet"><mark>{escape(passage)}</mark></div>'
+            f'<div class="zw-pos">（{note}，以上为引用时的段落）</div>'
+        )
     else:
         body = (
             f'<div class="zw-snippet">{highlighted(document.text, start, end)}</div>'
@@ -127,6 +136,7 @@ def sources_panel(
                     position,
                     doc,
                     (hit.start, hit.end),
+                    hit.text,
                 )
             )
     else:
@@ -136,10 +146,31 @@ def sources_panel(
             position = position_label(metas.get(c.chunk_id, {}), doc, c.start, c.end)
             cards.append(
                 source_card(
-                    source_anchor(turn, c.n), f"[{c.n}]", c.title, c.doc_id, position, doc, (c.start, c.end)
+                    source_anchor(turn, c.n),
+                    f"[{c.n}]",
+                    c.title,
+                    c.doc_id,
+                    position,
+                    doc,
+                    (c.start, c.end),
+                    c.text,
                 )
             )
     return f'<div class="zw-sources"><h3>{escape(heading)}</h3>{"".join(cards)}</div>'
+
+
+def conversation_sources(panels: list[str], shown: int) -> str:
+    """The sources panel of a whole conversation: every answer's sources, only answer ``shown``'s
+    visible, so a ``[n]`` in any answer, old or new, finds its passage (the page script switches)."""
+    if not panels:
+        return EMPTY_SOURCES
+    return "".join(
+        f'<div class="zw-turn" data-turn="{t}"{"" if t == shown else " hidden"}>{panel}</div>'
+        for t, panel in enumerate(panels)
+    )
+
+
+EMPTY_SOURCES = '<div class="zw-status">回答的引用来源会显示在这里。</div>'
 
 
 def status_html(text: str, error: bool = False) -> str:
@@ -159,19 +190,27 @@ CSS = """
 .zw-snippet, .zw-doc { white-space: pre-wrap; line-height: 1.7; font-size: .92em; }
 .zw-doc { position: relative; max-height: 420px; overflow-y: auto; border-top: 1px dashed
           var(--border-color-primary); margin-top: .4em; padding-top: .4em; }
-.zw-source mark { background: #fde68a; color: inherit; padding: 0 1px; }
+.zw-source mark { background: #fde68a; color: #1f2937; padding: 0 1px; }
 .zw-full summary { cursor: pointer; color: #1d4ed8; font-size: .9em; margin-top: .3em; }
 a.zw-cite { color: #1d4ed8; font-weight: 700; text-decoration: none; margin: 0 1px; }
 .zw-status { color: var(--body-text-color-subdued); font-size: .9em; white-space: pre-wrap; }
 .zw-error { color: #b91c1c; font-size: .9em; white-space: pre-wrap; }
 #zw-sources-box { max-height: 78vh; overflow-y: auto !important; position: sticky; top: .5em; }
+.dark .zw-n, .dark a.zw-cite, .dark .zw-full summary { color: #93c5fd; }
+.dark .zw-error { color: #fca5a5; }
+.dark .zw-source mark { background: #facc15; color: #111827; }
+.zw-confirm { border: 2px solid #b91c1c; border-radius: 8px; padding: .6em; }
+.zw-legend { font-size: .88em; }
+@media (max-width: 640px) { #zw-sources-box { max-height: none; position: static; } }
 """
 
-# Links inside chat messages are intercepted: a [n] marker scrolls the sources panel to its passage
-# (waiting briefly when the panel is being re-rendered for an older turn); opening "查看原文" scrolls the
-# full text to the marked span; copying a message copies its plain text, not its HTML.
+# Links inside chat messages are intercepted: a [n] marker shows its answer's sources (the panel holds
+# every answer's, one visible) and scrolls to its passage (waiting briefly while the panel re-renders);
+# opening "查看原文" scrolls the full text to the marked span; copying a message copies its plain text,
+# not its HTML.
 HEAD = """
 <script>
+const PHONE_WIDTH = 768;
 (() => {
   const plain = (s) => new DOMParser().parseFromString(s, "text/html").body.textContent;
   document.addEventListener("click", (e) => {
@@ -180,6 +219,12 @@ HEAD = """
     e.preventDefault();
     e.stopPropagation();
     const id = link.getAttribute("href").slice(1);
+    const turn = id.match(/^zw-t([0-9]+)-/);
+    if (turn) {
+      document.querySelectorAll("#zw-sources-box .zw-turn").forEach((el) => {
+        el.hidden = el.dataset.turn !== turn[1];
+      });
+    }
     let tries = 0;
     const go = () => {
       const el = document.getElementById(id);
@@ -196,6 +241,12 @@ HEAD = """
     const mark = box && box.querySelector("mark");
     if (mark) box.scrollTop = mark.offsetTop - box.clientHeight / 3;
   }, true);
+  document.addEventListener("click", (e) => {  // on a phone, picking a conversation closes the sidebar
+    const picked = e.target.closest && e.target.closest("#zw-new-chat, #zw-history label");
+    if (picked && window.innerWidth < PHONE_WIDTH) {
+      setTimeout(() => document.querySelector("#zw-sidebar.open .toggle-button")?.click(), 50);
+    }
+  }, true);
   const isHtml = (t) => /<a class="zw-cite"|&(amp|lt|gt|quot|#x27);/.test(t);
   if (navigator.clipboard && navigator.clipboard.writeText) {
     const write = navigator.clipboard.writeText.bind(navigator.clipboard);
@@ -211,3 +262,8 @@ HEAD = """
 })();
 </script>
 """
+
+# Run once the window has loaded: the history sidebar starts open, which on a phone would cover the chat.
+CLOSE_SIDEBAR_ON_PHONE = """() => {
+  if (window.innerWidth < PHONE_WIDTH) document.querySelector("#zw-sidebar.open .toggle-button")?.click();
+}"""
