@@ -106,7 +106,7 @@ def answer(index_dir: Path | None) -> None:
                 question,
                 hits,
                 refusal_threshold(question, settings),
-                retriever.uncovered_topics(question),
+                retriever.gaps(question),
                 retriever.generation,
             )
             search_times.append(searched - started)

@@ -3,8 +3,9 @@
 A question is refused when it names a term of art the knowledge base never mentions
 (``zhiwen.retriever.topics``), when its subject word is nowhere in the knowledge base
 (``zhiwen.retriever.answerability``: outright for a Latin word, else by a higher bar), when no retrieved
-passage is in its scope (year, issuing body), or when the best in-scope passage's relevance is below the
-threshold (``zhiwen.retriever.answer.Evidence``). ``refusal_lines`` prints the table per rule and per
+passage is in its scope (year, issuing body), when the best in-scope passage's relevance is below the
+threshold, or when it asks for a date or a figure the passages about its subject do not give
+(``zhiwen.retriever.answer.Evidence``). ``refusal_lines`` prints the table per rule and per
 question category, with the hardest misses each way.
 The calibration sweeps the threshold over the relevances seen and keeps the one refusing the most
 negatives among those that refuse at most ``max_false_refusals`` of the answerable ones.
@@ -28,7 +29,13 @@ from zhiwen.retriever.answer import Evidence, evidence
 
 from .datasets import EXTERNAL, Dataset, _read_jsonl, default_evaldata
 
-RULES = ("topic", "subject", "scope", "relevance")  # the refusal rules, in the order they are checked
+RULES = (
+    "topic",
+    "subject",
+    "scope",
+    "relevance",
+    "detail",
+)  # the refusal rules, in the order they are checked
 Features = list[tuple[bool, Evidence]]  # per question: (is negative, what refusal rests on)
 
 
@@ -45,9 +52,7 @@ class Calibration:
 def question_evidence(question: str, retriever: Retriever, k: int = 5) -> Evidence:
     """The ``Evidence`` the answer path weighs for ``question``."""
     hits = retriever.search(question, k=k)
-    return evidence(
-        question, hits, retriever.uncovered_topics(question), retriever.uncovered_subject(question)
-    )
+    return evidence(question, hits, retriever.gaps(question))
 
 
 def question_features(dataset: Dataset, retriever: Retriever, k: int = 5) -> Features:

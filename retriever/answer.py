@@ -4,11 +4,13 @@ The answer is built from the top passages only: their most relevant sentences, g
 reading order, each followed by its marker ``[n]``. Every citation is an exact slice of its document.
 Deterministic and cheap (no model call beyond retrieval).
 
-Refusal has four rules, checked in order (``Evidence.refusal``): ``topic`` (the question names a term of
+Refusal has five rules, checked in order (``Evidence.refusal``): ``topic`` (the question names a term of
 art no document mentions), ``subject`` (the question's most specific subject word appears nowhere in the
 knowledge base, see ``answerability``: decisive for a Latin or quoted word, otherwise it raises the
 relevance bar by ``SUBJECT_MARGIN``), ``scope`` (no passage is of the year or issuing body the question
-names) and ``relevance`` (the best in-scope passage's dense relevance is below the calibrated threshold).
+names), ``relevance`` (the best in-scope passage's dense relevance is below the calibrated threshold) and
+``detail`` (the question asks for a date or a figure that the passages' sentences about its subject do not
+give: "知识库提到了“首贷续贷中心试点”，但没有给出具体日期").
 A year, an issuing body or a generic word the passages share with the question is no evidence: none of
 them is a subject word. A refusal for a missing subject says what the knowledge base covers nearby
 (``near_miss``), never as the answer.
@@ -30,7 +32,7 @@ from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuers_named, years_named
 
-from .answerability import Subject, pieces
+from .answerability import NO_GAPS, Gaps, MissingDetail, pieces, unmet_detail
 from .compose import Library, compose, part_answer, wanted_roles
 from .followup import MAX_DEPTH, Previous, Resolution, Span, Turn, condense, read_history, resolve
 from .intent import understand
@@ -96,13 +98,15 @@ class Evidence:
 
     ``relevance`` is the best in-scope hit's relevance (0 when no hit is in scope); ``ruled`` is a topic,
     subject or scope refusal, which no threshold overrides; ``unsupported`` is the question's subject word
-    no document uses (it raises the threshold by ``SUBJECT_MARGIN``). Calibration sweeps thresholds over
-    these.
+    no document uses (it raises the threshold by ``SUBJECT_MARGIN``); ``unmet`` the detail it asks for
+    that the passages about its subject do not give (a refusal whatever their relevance). Calibration
+    sweeps thresholds over these.
     """
 
     relevance: float
     ruled: Refusal | None = None
     unsupported: str = ""
+    unmet: MissingDetail | None = None
 
     def refusal(self, threshold: float) -> Refusal | None:
         """The refusal at ``threshold``, or None when the question is answered."""
@@ -112,25 +116,29 @@ class Evidence:
             return Refusal("subject", self.relevance, self.unsupported)
         if self.relevance < threshold:
             return Refusal("relevance", self.relevance, f"{self.relevance:.3f} < {threshold:.3f}")
+        if self.unmet is not None:
+            return Refusal("detail", self.relevance, f"{self.unmet.subject}：{self.unmet.kind}")
         return None
 
 
-def evidence(
-    question: str, hits: Sequence[Hit], missing: Sequence[str] = (), subject: Subject | None = None
-) -> Evidence:
-    """The ``Evidence`` for ``question``: ``missing`` are the terms of art it names that the knowledge base
-    never mentions (``Retriever.uncovered_topics``), ``subject`` its subject word no document uses
-    (``Retriever.uncovered_subject``)."""
+# The passages whose sentences about the subject must give the detail a question asks for.
+DETAIL_PASSAGES = 3
+
+
+def evidence(question: str, hits: Sequence[Hit], gaps: Gaps = NO_GAPS) -> Evidence:
+    """The ``Evidence`` for ``question`` and what the knowledge base lacks for it (``Retriever.gaps``)."""
     scope = Scope.of(question)
-    in_scope = [relevance(h) for h in hits if scope.admits(h)]
-    best = max(in_scope, default=0.0)
-    if missing:
-        return Evidence(best, Refusal("topic", best, "、".join(missing)))
+    in_scope = [h for h in hits if scope.admits(h)]
+    best = max((relevance(h) for h in in_scope), default=0.0)
+    subject = gaps.subject
+    if gaps.topics:
+        return Evidence(best, Refusal("topic", best, "、".join(gaps.topics)))
     if subject is not None and subject.decisive:
         return Evidence(best, Refusal("subject", best, subject.word))
     if not in_scope:
         return Evidence(best, Refusal("scope", best, scope.describe()))
-    return Evidence(best, unsupported=subject.word if subject else "")
+    unmet = unmet_detail(question, [h.text for h in in_scope[:DETAIL_PASSAGES]], gaps.words)
+    return Evidence(best, unsupported=subject.word if subject else "", unmet=unmet)
 
 
 def near_miss(word: str, hits: Sequence[Hit]) -> str:
@@ -151,20 +159,14 @@ def refusal_threshold(question: str, settings: Settings) -> float:
     return settings.refusal_threshold_english if understand(question).english else settings.refusal_threshold
 
 
-def answerable(
-    question: str,
-    hits: list[Hit],
-    threshold: float,
-    missing: Sequence[str] = (),
-    subject: Subject | None = None,
-) -> list[Hit]:
+def answerable(question: str, hits: list[Hit], threshold: float, gaps: Gaps = NO_GAPS) -> list[Hit]:
     """The hits an answer may cite: in the question's scope, and relevant enough; empty means refuse.
 
-    The question must name no term the knowledge base lacks (``missing``), and the best in-scope hit
+    The question must name nothing the knowledge base lacks (``gaps``), and the best in-scope hit
     must reach ``threshold`` (calibrated on the golden set's negative questions, see
     ``zhiwen eval --calibrate-refusal``); the others must score close to it.
     """
-    if evidence(question, hits, missing, subject).refusal(threshold):
+    if evidence(question, hits, gaps).refusal(threshold):
         return []
     scope = Scope.of(question)
     in_scope = [h for h in hits if scope.admits(h)]
@@ -266,15 +268,14 @@ def answer_resolved(
         resolution.query, k=max(k, REGION_DEPTH) if resolution.region else k, filters=filters
     )
     hits = prefer(hits, resolution.region)[:k]
-    missing = retriever.uncovered_topics(question)
-    subject = retriever.uncovered_subject(question)
+    gaps = retriever.gaps(question)
     threshold = refusal_threshold(question, retriever.settings)
-    if resolution.part is not None and not evidence(question, hits, missing, subject).refusal(threshold):
+    if resolution.part is not None and not evidence(question, hits, gaps).refusal(threshold):
         passage = passage_at(generation, resolution.part_doc, resolution.part.head_start)
         if passage is not None:
             text, citations = part_answer(passage, resolution.part, generation, question)
             return Answer(text, "extractive", tuple(citations)), hits
-    return extractive_answer(question, hits, threshold, missing, generation, subject), hits
+    return extractive_answer(question, hits, threshold, gaps, generation), hits
 
 
 def understood_as(answer: Answer, resolution: Resolution) -> Answer:
@@ -332,19 +333,15 @@ def _previous(
 
 
 def extractive_answer(
-    question: str,
-    hits: list[Hit],
-    threshold: float,
-    missing: Sequence[str] = (),
-    library: Library | None = None,
-    subject: Subject | None = None,
+    question: str, hits: list[Hit], threshold: float, gaps: Gaps = NO_GAPS, library: Library | None = None
 ) -> Answer:
-    """The answer for ``question`` from ranked ``hits``; ``missing`` and ``subject`` as in ``answerable``.
+    """The answer for ``question`` from ranked ``hits``; ``gaps`` as in ``answerable``.
 
     ``library`` (the index generation) gives the documents' texts and outlines, so a list question is
     answered with every item of its enumeration (``compose``); without it, the answer quotes the passages.
     """
-    refusal = evidence(question, hits, missing, subject).refusal(threshold)
+    found = evidence(question, hits, gaps)
+    refusal = found.refusal(threshold)
     if refusal:
         scope = Scope.of(question)
         named = scope.describe()
@@ -353,14 +350,16 @@ def extractive_answer(
             if named and not any(scope.admits(h) for h in hits)
             else ""
         )
-        if missing:
-            why += "知识库中的文档没有提到" + "、".join(f"“{term}”" for term in missing) + "。"
+        if gaps.topics:
+            why += "知识库中的文档没有提到" + "、".join(f"“{term}”" for term in gaps.topics) + "。"
         elif refusal.rule == "subject":
             nearby = near_miss(refusal.detail, hits)
             why += f"知识库没有提到“{refusal.detail}”" + (f"；相关内容：{nearby}" if nearby else "") + "。"
+        elif refusal.rule == "detail" and found.unmet is not None:
+            why += f"知识库提到了“{found.unmet.subject}”，但没有给出{found.unmet.kind}。"
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
-    usable = answerable(question, hits, threshold, missing, subject)
+    usable = answerable(question, hits, threshold, gaps)
     scope = Scope.of(question)
     roles = wanted_roles(understand(question))
     if not any(h.meta.get("role", "done") in roles for h in usable):

@@ -19,19 +19,28 @@ one (个人住房贷款 covers 住房贷款); an occurrence that runs on into a 
 Latin letters in a Chinese question (ATM, App) names a thing exactly: its absence is ``decisive``. A
 Chinese word may be a plain-language paraphrase (外地来城里打工的人 for 新市民): its absence only raises
 the bar the passages must clear (``answer.SUBJECT_MARGIN``). A quoted name (“…”, 《…》) is the most
-specific subject of all, and covered by any verbatim occurrence: the user quotes the exact words.
+specific subject of all, and covered by any verbatim occurrence: the user quotes the exact words. An
+everyday word (片子, 稿件) in a question whose other subject words the knowledge base holds is a
+paraphrase (``paraphrased``); a glossary term the documents write in short (农信 for 农村信用社) is
+mentioned (``abbreviated``).
+
+A subject the knowledge base covers does not make every question about it answerable: "首贷续贷中心
+试点是哪一年开始的？" asks for a date the reports never give. ``unmet_detail`` finds the kind of detail a
+question asks for (a date, a rank, a figure in a unit) and looks for it in the passages' sentences about
+the subject; when they lack it, the question is refused, naming what is missing.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import jieba
 import jieba.posseg
+from zhiwen.core.text import sentences
 from zhiwen.core.tokenize import domain_tokenizer, new_tokenizer, stopwords
 from zhiwen.core.vocab import issuers_named, years_named
 
@@ -42,6 +51,13 @@ from .topics import Glossary
 # matters; commoner words (外地 ≈ 9.6, 城市 ≈ 7.8) are how people paraphrase. Chosen on the golden set.
 MIN_IDF = 12.0
 COMPOUND_BONUS = 2.0
+# An uncovered subject word commoner than this (jieba frequency above about 130 in 60 million: 片子,
+# 稿件) is taken for a paraphrase when the knowledge base holds at least HELD_SHARE of the question's
+# other subject words, weighed by specificity. Chosen on the golden set.
+EVERYDAY_IDF = 13.0
+HELD_SHARE = 0.5
+# A sentence this short is an item's headline; its figures follow in the next sentence.
+HEADLINE_CHARS = 20
 _NOUN = re.compile(r"^(n|vn|j|eng)")  # nouns (n, nr, ns, nt, nz), verbal nouns, abbreviations, Latin
 _FUNCTION = re.compile(r"^(u|p|c|r|d|y|e|o|m|q|f)")  # particles, prepositions, pronouns, numbers …
 _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9]+")
@@ -208,12 +224,144 @@ def uncovered_subject(
 ) -> Subject | None:
     """The subject word of ``question`` the knowledge base lacks, or None.
 
-    That is the most specific subject word when it is at least ``MIN_IDF`` specific and uncovered, else
-    the first decisive word (Latin) that is uncovered.
+    That is the most specific subject word when it is at least ``MIN_IDF`` specific, uncovered and not
+    ``paraphrased``, else the first decisive word (Latin) that is uncovered.
     """
     found = subjects(question, glossary, english)
     top = [s for s in found[:1] if s.specificity >= MIN_IDF]
     for subject in top + [s for s in found if s.decisive and s not in top]:
-        if not covered(subject, contexts, glossary):
+        if not covered(subject, contexts, glossary) and not paraphrased(subject, found, contexts, glossary):
             return subject
     return None
+
+
+def paraphrased(subject: Subject, found: Sequence[Subject], contexts: Contexts, glossary: Glossary) -> bool:
+    """Whether ``subject`` is an everyday word standing for the reports' own (片子 for 警示教育片, 稿件
+    for 信息): a word jieba's dictionary lists, commoner than ``EVERYDAY_IDF`` in general Chinese, in a
+    question whose other subject words (``found``) the knowledge base mostly holds (``HELD_SHARE`` of
+    their specificity or more)."""
+    listed = _general().FREQ.get(subject.word, 0) > 3  # a word of its own, not a compound (房地产税)
+    if subject.decisive or subject.quoted or not listed or subject.specificity >= EVERYDAY_IDF:
+        return False
+    rest = [s for s in found if s is not subject and not s.quoted]
+    mass = sum(s.specificity for s in rest)
+    held = sum(s.specificity for s in rest if covered(s, contexts, glossary))
+    return mass > 0 and held / mass >= HELD_SHARE
+
+
+def abbreviations(term: str) -> list[str]:
+    """The short forms Chinese makes of ``term`` from its words' first characters: 农村商业银行 (农村 +
+    商业银行) gives 农商 and 农商行, 农村信用社 gives 农信 and 农信社. Empty for a one-word term."""
+    words = [w for w in _general().cut(term, HMM=False) if w.strip()]
+    if len(words) < 2:
+        return []
+    initials = "".join(w[0] for w in words)
+    return [initials, initials + words[-1][-1]]
+
+
+def abbreviated(term: str, contexts: Contexts) -> bool:
+    """Whether the knowledge base uses a short form of ``term`` (``abbreviations``) as a word: 农信 in
+    "农信系统不良贷款" stands for 农村信用社."""
+    return any(covers(passage, short) for short in abbreviations(term) for passage in contexts(short))
+
+
+# What kind of detail a question asks for (its cue), and what a passage must hold to give it. A number
+# counts in any form the reports write one: digits, Chinese numerals, or anonymisation marks standing
+# for digits (*.*亿元, **次): a hidden figure is still a figure the reports give.
+_NUMERAL = r"(?:\d[\d.,，]*|[*][*.]*|[一二三四五六七八九十百千万两半〇零几]+)"
+_ANY_UNIT = (
+    r"%|‰|％|亿|万|千|元|个|家|户|次|期|项|件|条|名|位|人|届|种|类|倍|笔|批|支|所|份|篇|年|月|日|天|周|季度|"
+    r"小时|分钟|工作日|学时|课时|岁|场|轮|辆|套|张|台|座|处|级|成|公里|米|吨|公斤|千克"
+)
+# The units a count or an amount must come in when the question names them: "多少家" is answered by
+# "12家", not by "92支"; "多少钱" by an amount in 元; "比例" by a percentage.
+UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?:多少|几)(?:家|户)"), "家|户"),
+    (re.compile(r"(?:多少|几)(?:个?人|名|位|人次)"), "人|名|位|人次"),
+    (re.compile(r"(?:多少|几)(?:次|期|届|批|轮)"), "次|期|届|批|轮"),
+    (re.compile(r"多少钱|金额|余额|资本|收入|利润|额度|费用|价格|面额"), "元|亿|万"),
+    (re.compile(r"率|比例|比率|占比|百分之几|增幅|增速"), "%|％|‰|成|个百分点"),
+)
+_DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年")
+DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
+    "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
+    "名次": re.compile(r"第几|排名|排第"),
+    # 比例 or 额度 alone asks for no figure ("提高加计扣除比例后有何规定"): a figure is asked by 多少, 几 …
+    "具体数字": re.compile(
+        r"多少|(?<!哪)几(?:个|家|户|次|期|项|件|条|名|位|人|届|种|倍|笔|批|支|所|份|篇|年|天|成)"
+        r"|多大|多高|多长|多久|百分之几"
+    ),
+}
+
+
+def detail_given(kind: str, question: str, clause: str) -> bool:
+    """Whether ``clause`` gives the detail of ``kind`` that ``question`` asks for (in its unit, if it
+    names one)."""
+    if kind == "具体日期":
+        return bool(_DATE.search(clause))
+    if kind == "名次":
+        return bool(re.search(r"第[一二三四五六七八九十\d]+", clause))
+    units = next((unit for cue, unit in UNITS if cue.search(question)), "")
+    if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
+        return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}", clause))
+    return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之", clause))  # 50余次, 5000多家
+
+
+def asked_detail(question: str) -> str:
+    """The kind of detail ``question`` asks for ("具体日期", "名次", "具体数字"), or "" when it asks for none."""
+    return next((kind for kind, cue in DETAILS.items() if cue.search(question)), "")
+
+
+@dataclass(frozen=True)
+class MissingDetail:
+    """A detail a question asks for (``kind``, as the refusal names it: 具体日期) that the passages'
+    sentences about its ``subject`` word do not give."""
+
+    subject: str
+    kind: str
+
+
+def sentences_about(words: Sequence[str], texts: Iterable[str]) -> tuple[str, list[str]]:
+    """The first of ``words`` (most specific first) that a sentence of ``texts`` uses as a word, and the
+    sentences that do; a headline sentence (``HEADLINE_CHARS`` or shorter: "二是开展定期现场检查。")
+    brings the sentence after it, which carries its figures."""
+    split = [[m[0] for m in sentences(text) if m[0].strip()] for text in texts]
+    for word in words:
+        near = []
+        for parts in split:
+            for at, part in enumerate(parts):
+                if covers(part, word):
+                    near += parts[at : at + (2 if len(part) <= HEADLINE_CHARS else 1)]
+        if near:
+            return word, near
+    return "", []
+
+
+def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> MissingDetail | None:
+    """The detail ``question`` asks for when the passages ``texts`` (best first) do not give it, or None.
+
+    ``words`` are the question's subject words, most specific first. The detail must be in a sentence
+    about the most specific of them the passages hold (``sentences_about``), or anywhere in the best
+    passage (a paraphrase may name its subject in other words). Nothing is judged when the question
+    asks for no detail or no sentence holds a subject word.
+    """
+    kind = asked_detail(question)
+    word, near = sentences_about(words, texts) if kind else ("", [])
+    if not near or any(detail_given(kind, question, part) for part in [*near, *texts[:1]]):
+        return None
+    return MissingDetail(word, kind)
+
+
+@dataclass(frozen=True)
+class Gaps:
+    """What the knowledge base lacks for one question, found once and passed to the answer path:
+    ``topics`` are the terms of art it names that no document mentions (``Retriever.uncovered_topics``),
+    ``subject`` its subject word no document uses (``uncovered_subject``), ``words`` its subject words,
+    most specific first (``unmet_detail`` looks for the sentences about them)."""
+
+    topics: tuple[str, ...] = ()
+    subject: Subject | None = None
+    words: tuple[str, ...] = ()
+
+
+NO_GAPS = Gaps()  # a question the knowledge base lacks nothing for

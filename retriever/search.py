@@ -29,7 +29,7 @@ from .intent import understand
 from .topics import glossary_from_settings, load_glossary
 
 if TYPE_CHECKING:
-    from .answerability import Subject
+    from .answerability import Gaps, Subject
 
 CANDIDATES = 100
 VERBATIM_SHARE = 0.5  # a passage repeating this share of the question's characters in one run ...
@@ -138,9 +138,18 @@ class Retriever:
         """Glossary terms in ``question`` that no document of the index mentions (see ``topics``).
 
         In an English question a term in Latin letters ("IPO") proves nothing: the documents are Chinese.
+        A term the documents write in short (农信 for 农村信用社) is mentioned.
         """
+        # Imported here, as below: answerability loads jieba's tagger module, which a search never needs.
+        from .answerability import abbreviated
+
         glossary = glossary_from_settings(self.settings.glossary)
-        missing = glossary.uncovered(question, self.generation.mentions) if glossary else []
+        generation = self.generation
+
+        def mentions(term: str) -> bool:
+            return generation.mentions(term) or abbreviated(term, generation.passages_with)
+
+        missing = glossary.uncovered(question, mentions) if glossary else []
         english = understand(question).english
         return [term for term in missing if not (english and term.isascii())]
 
@@ -155,6 +164,15 @@ class Retriever:
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
         english = understand(question).english
         return uncovered_subject(question, self.generation.passages_with, glossary, english)
+
+    def gaps(self, question: str) -> Gaps:
+        """What the knowledge base lacks for ``question``: its uncovered topics and subject, and its
+        subject words for the detail check (see ``answerability.Gaps``)."""
+        from .answerability import Gaps, subjects
+
+        glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
+        words = tuple(s.word for s in subjects(question, glossary, understand(question).english))
+        return Gaps(tuple(self.uncovered_topics(question)), self.uncovered_subject(question), words)
 
     def search(
         self,

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from zhiwen.core.types import Hit
-from zhiwen.retriever.answer import SUBJECT_MARGIN, evidence, near_miss
-from zhiwen.retriever.answerability import covers, general_idf, subjects, uncovered_subject
+from zhiwen.retriever.answer import SUBJECT_MARGIN, evidence, extractive_answer, near_miss
+from zhiwen.retriever.answerability import (
+    Gaps,
+    abbreviated,
+    abbreviations,
+    asked_detail,
+    covers,
+    detail_given,
+    general_idf,
+    subjects,
+    uncovered_subject,
+    unmet_detail,
+)
 from zhiwen.retriever.topics import load_glossary
 
 KB = [
@@ -62,13 +73,15 @@ def test_an_uncovered_subject_raises_the_bar_and_is_named():
     glossary = load_glossary()
     subject = uncovered_subject("车辆购置税减免政策是什么？", contexts, glossary)
     hits = [hit(KB[1], 0.85)]
-    found = evidence("车辆购置税减免政策是什么？", hits, (), subject)
+    found = evidence("车辆购置税减免政策是什么？", hits, Gaps(subject=subject))
     refusal = found.refusal(0.84)
     assert refusal is not None and refusal.rule == "subject" and refusal.detail == "购置税"
     assert found.refusal(0.85 - SUBJECT_MARGIN) is None, "a passage relevant enough still answers"
     assert evidence("汽车消费金融有什么支持？", hits).refusal(0.84) is None
     # a year in scope does not rescue it: the subject is still missing
-    in_scope = evidence("2022年车辆购置税减免政策是什么？", [hit("2022年" + KB[1], 0.85)], (), subject)
+    in_scope = evidence(
+        "2022年车辆购置税减免政策是什么？", [hit("2022年" + KB[1], 0.85)], Gaps(subject=subject)
+    )
     assert in_scope.refusal(0.84).rule == "subject"
 
 
@@ -92,3 +105,65 @@ def test_a_quoted_name_is_covered_by_its_verbatim_occurrence_and_never_decisive(
     assert uncovered_subject("“汽车消费金融”有哪些支持？", contexts, glossary) is None
     missing = uncovered_subject("“清廉蜀风”品牌是哪一年创建的？", contexts, glossary)
     assert missing is not None and missing.quoted and not missing.decisive
+
+
+REPORT = [
+    "二是持续加大普惠金融共享平台推广应用。平台已注册企业5000多家，12家银行机构在平台上线金融产品92支。",
+    "支持国家普惠金融发展示范区建设，创新开展首贷续贷中心试点工作，推动首贷覆盖面提升。",
+    "组织召开党组会议**次，研究重要议题***项。截至一季度末，全省个人汽车贷款余额*.*亿元。",
+]
+
+
+def test_the_kind_of_detail_asked_and_given():
+    assert asked_detail("首贷续贷中心试点是哪一年开始的？") == "具体日期"
+    assert asked_detail("平台上有多少家银行？") == "具体数字"
+    assert asked_detail("坏账比例在全省排第几？") == "名次"
+    assert asked_detail("首贷续贷中心试点有哪些做法？") == "", "a list question asks for no detail"
+    assert asked_detail("提高扣除比例后有何规定？") == "", "比例 alone asks for no figure"
+    assert detail_given("具体数字", "监督电话是多少？", "监督电话：65118866。"), "a bare number is a figure"
+    assert detail_given("具体数字", "党组会开了多少次？", REPORT[2]), "an anonymised figure is a figure"
+    assert detail_given("具体数字", "汽车贷款余额是多少？", REPORT[2]), "*.*亿元 is an amount"
+    assert detail_given("具体数字", "平台上有多少家银行？", REPORT[0]), "5000多家 is a count of 家"
+    assert not detail_given("具体数字", "上市奖励多少钱？", REPORT[0]), "a count of 家 is no amount of money"
+    assert not detail_given("具体日期", "试点是哪一年开始的？", REPORT[1])
+
+
+def test_a_detail_the_sentences_about_the_subject_lack_is_unmet():
+    words = lambda question: [s.word for s in subjects(question, load_glossary())]
+    question = "首贷续贷中心试点是从哪一年开始的？"
+    missing = unmet_detail(question, REPORT[1:], words(question))
+    assert missing is not None and missing.kind == "具体日期" and "首贷" in missing.subject
+    # the headline sentence brings the next one, which holds the figures
+    question = "普惠金融共享平台上有多少家银行？"
+    assert unmet_detail(question, REPORT, words(question)) is None
+    # a paraphrase whose subject no sentence names is not judged
+    question = "那个小企业融资网站有多少家银行？"
+    assert unmet_detail(question, REPORT[1:], ["网站"]) is None
+
+
+def test_a_detail_refusal_names_the_subject_and_the_detail():
+    question = "首贷续贷中心试点是从哪一年开始的？"
+    gaps = Gaps(words=tuple(s.word for s in subjects(question, load_glossary())))
+    hits = [hit(REPORT[1], 0.9)]
+    assert evidence(question, hits, gaps).refusal(0.84).rule == "detail"
+    answer = extractive_answer(question, hits, 0.84, gaps)
+    assert answer.refused and "但没有给出具体日期" in answer.answer and "知识库提到了“" in answer.answer
+    assert not extractive_answer("首贷续贷中心试点有哪些做法？", hits, 0.84, gaps).refused
+
+
+def test_an_everyday_word_in_a_well_covered_question_is_a_paraphrase():
+    kb = ["深入推进重大腐败案件专题警示教育，运用案件通报、忏悔录等拓展深化纪律学习成效。"]
+    glossary = load_glossary()
+    found = lambda term: [p for p in kb if term in p]
+    assert uncovered_subject("警示教育用了什么片子和纪律学习材料？", found, glossary) is None
+    # the same everyday word with nothing else the knowledge base holds is still missing
+    assert uncovered_subject("片子怎么租？", found, glossary).word == "片子"
+
+
+def test_a_term_written_short_is_mentioned():
+    assert abbreviations("农村商业银行") == ["农商", "农商行"]
+    assert abbreviations("银行") == []
+    kb = ["市农商银行成功摘掉高风险机构帽子。", "二是农信系统不良贷款化解实现突破。"]
+    found = lambda term: [p for p in kb if term in p]
+    assert abbreviated("农村商业银行", found) and abbreviated("农村信用社", found)
+    assert not abbreviated("城市商业银行", found)

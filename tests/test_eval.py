@@ -456,11 +456,12 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
     assert (tmp_path / "trec" / "ncpqa.document.window-hybrid.run").exists()
 
 
-def test_the_blind_refusal_set_loads_with_its_categories():
-    data = load_dataset("refusal")
-    negatives = [q for q in data.queries if q.negative]
-    assert len(negatives) == 70 and len(data.queries) == 157
-    assert {q.meta["category"] for q in negatives} == {"in-domain", "near-topic", "off-topic"}
+@pytest.mark.parametrize(("name", "negatives", "questions"), [("refusal", 70, 157), ("refusal2", 38, 72)])
+def test_the_blind_refusal_sets_load_with_their_categories(name: str, negatives: int, questions: int):
+    data = load_dataset(name)
+    found = [q for q in data.queries if q.negative]
+    assert len(found) == negatives and len(data.queries) == questions
+    assert {q.meta["category"] for q in found} == {"in-domain", "near-topic", "off-topic"}
     assert all(g.locations for q in data.queries for g in q.gold["span"]), "every gold span is located"
 
 
