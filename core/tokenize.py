@@ -128,13 +128,20 @@ def domain_tokenizer() -> jieba.Tokenizer:
     """jieba with the domain dictionary (``data/userdict.txt``), shared by BM25 and question analysis."""
     jieba.setLogLevel(logging.WARNING)
     path = frozen_path()
-    if not path.exists():
+    try:
+        frozen = path.exists()
+    except OSError:  # a cache folder this user may not even look into (another user's home)
+        return _loaded_tokenizer()
+    if not frozen:
         tok = _loaded_tokenizer()
         try:
             freeze_dictionary(tok, path)
         except (OSError, sqlite3.Error):  # a read-only cache: this process keeps the loaded dictionary
             return tok
-    words = FrozenWords(path)
+    try:
+        words = FrozenWords(path)
+    except (OSError, sqlite3.Error):  # there but unreadable to this user
+        return _loaded_tokenizer()
     tok = jieba.Tokenizer()
     tok.FREQ, tok.total = words, words.total
     tok.user_word_tag_tab = words.tags()

@@ -42,7 +42,10 @@ Kind = Literal["standalone", "ordinal", "anaphora", "subject_swap", "elliptical"
 KINDS: tuple[Kind, ...] = ("ordinal", "anaphora", "subject_swap", "elliptical")  # the rules, in order
 MESSAGE_ROLES = ("user", "assistant")
 MAX_DEPTH = 3  # earlier turns re-derived to understand the last one ("第三项呢？" → "其中第二点")
-SHORT = 12  # a question of at most this many characters may lean on the previous one
+SHORT = (
+    9  # at most this many characters (punctuation aside) may lean on the previous one: "推广了哪些业务模式？"
+)
+# does; "金融促进消费有哪些措施？" (11) is a new question of plain words, not a follow-up
 MAX_CONTEXT_CHARS = 600  # of each earlier answer, in the LLM's condensing prompt
 
 _NUMERAL = "一二三四五六七八九十两0123456789"

@@ -165,6 +165,10 @@ def test_a_new_question_after_a_conversation_is_taken_as_it_stands(retriever):
         alone = final(ask(question, retriever))
         assert followed.understood == "" and followed.answer == alone.answer, question
         assert followed.citations == alone.citations
+    # A new question of plain words (no term of art, 11 characters) after another subject stands alone too.
+    followed = converse(retriever, "如何支持新市民金融？", "金融促进消费有哪些措施？")
+    alone = final(ask("金融促进消费有哪些措施？", retriever))
+    assert followed.understood == "" and followed.citations == alone.citations
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def test_missing_config_file_is_an_error(tmp_path):
         (
             "ZHIWEN_FUSION",
             "bogus",
-            "fusion must be one of rrf, minmax, zscore, adaptive, coverage, got 'bogus'",
+            "fusion must be one of rrf, minmax, zscore, adaptive, coverage, verbatim, got 'bogus'",
         ),
         ("ZHIWEN_STRATEGY", "magic", "strategy must be one of bm25, dense, hybrid"),
         ("ZHIWEN_CHUNKER", "sentences", "chunker must be one of structure, paragraph, window"),
