@@ -64,7 +64,9 @@ def test_verbatim_lifts_only_the_passages_that_repeat_the_question():
     plain = fuse("zscore", bm25, dense, FusionParams(dense_weight=0.6))
     assert max(plain, key=plain.get) == 2, "without the bonus dense search's favourite leads"
     lifted = fuse("verbatim", bm25, dense, FusionParams(dense_weight=0.6, verbatim=frozenset({1})))
-    assert max(lifted, key=lifted.get) == 1 and lifted[1] == pytest.approx(plain[1] + 1.0)
+    assert max(lifted, key=lifted.get) == 1 and lifted[1] == pytest.approx(
+        plain[1] + FusionParams().verbatim_bonus
+    )
     assert {r: lifted[r] for r in (2, 3)} == {r: plain[r] for r in (2, 3)}
     assert fuse("verbatim", bm25, dense, FusionParams(dense_weight=0.6)) == plain
 
