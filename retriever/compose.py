@@ -90,7 +90,7 @@ def compose(question: str, hits: Sequence[Hit], library: Library | None) -> tupl
     words = topic_words(question, intent)
     ranked, on_facet = by_role(hits, intent)
     if library is not None and intent.intent in ("list", "problem", "plan"):
-        group = target_group(ranked, words, library, wanted_roles(intent), question)
+        group = target_group(question, ranked, words, library, wanted_roles(intent))
         if group is not None:
             text, citations = _group_answer(group, library, words, wanted_roles(intent))
             # Another report that also speaks of the subject is part of the answer too ("推动企业上市方面做了
@@ -110,7 +110,7 @@ def compose(question: str, hits: Sequence[Hit], library: Library | None) -> tupl
 
 
 def target_group(
-    hits: Sequence[Hit], words: set[str], library: Library, roles: Sequence[str] = ROLES, question: str = ""
+    question: str, hits: Sequence[Hit], words: set[str], library: Library, roles: Sequence[str] = ROLES
 ) -> tuple[Hit, OutlineNode | None] | None:
     """The part of a report the question asks about, found from the top hits, or None.
 
@@ -174,16 +174,12 @@ def target_group(
 
 
 def _shared_run(question: str, heading: str) -> int:
-    """The length of the longest run of characters ``question`` and ``heading`` share."""
-    longest, previous = 0, [0] * (len(heading) + 1)
-    for a in question:
-        current = [0] * (len(heading) + 1)
-        for j, b in enumerate(heading, 1):
-            if a == b:
-                current[j] = previous[j - 1] + 1
-                longest = max(longest, current[j])
-        previous = current
-    return longest
+    """The length of the longest run of characters ``question`` and ``heading`` share (substring tests
+    from the longest down: a question is short, and ``in`` runs in C)."""
+    for size in range(len(question), 0, -1):
+        if any(question[i : i + size] in heading for i in range(len(question) - size + 1)):
+            return size
+    return 0
 
 
 def _names(heading: str, words: set[str]) -> bool:
