@@ -6,7 +6,10 @@ Anonymisation marks (``*``) and punctuation never become tokens.
 jieba's dictionary (half a million words and prefixes, with the domain words added) is written once to a
 SQLite file under the cache folder (``FrozenWords``) and read a word at a time: loading it whole costs most
 of a second on every start, while a question needs a few dozen of its entries. The words, frequencies and
-total are jieba's own, so the tokens are exactly those of a fully loaded jieba.
+total are jieba's own, so the tokens are exactly those of a fully loaded jieba. The same file holds jieba's
+general dictionary without the domain words (``general_tokenizer``, for how specific a word is in general
+Chinese) and the part-of-speech tag of every word (``domain_tagger``, jieba.posseg's tags without importing
+jieba.posseg, which reads the whole dictionary and its HMM tables on import).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 import jieba
 
@@ -28,52 +32,65 @@ from .fsutil import atomic_target
 from .settings import default_cache_dir
 
 _WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]")
-FROZEN_VERSION = 1  # bump when the frozen file's layout changes
+FROZEN_VERSION = 2  # bump when the frozen file's layout changes
 
 
-class FrozenWords:
-    """jieba's word frequencies (``Tokenizer.FREQ``) in SQLite, looked up one word at a time and remembered.
+class FrozenTable:
+    """One table of the frozen dictionary (word -> frequency, or word -> tag), looked up a word at a time
+    and remembered. It answers what jieba asks of a dict (``in``, ``[]``, ``get``); it is safe to share
+    between threads."""
 
-    It answers what jieba asks of ``FREQ`` (``in``, ``[]``, ``get``); it is safe to share between threads.
-    """
+    TABLES = ("words", "general", "tags")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, table: str = "words") -> None:
+        if table not in self.TABLES:
+            raise ValueError(f"no table {table!r} in the frozen dictionary; one of {self.TABLES}")
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()
-        self._known: dict[str, int | None] = {}
-        self.total = int(self._meta("total"))
+        self._known: dict[str, Any] = {}
+        self._table = table
 
     def _meta(self, key: str) -> str:
         with self._lock:
             return self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
 
-    def tags(self) -> dict[str, str]:
-        """The part-of-speech tags the domain dictionary gives its words (for ``jieba.posseg``)."""
+    def read_all(self) -> dict[str, Any]:
+        """Every word and value as a plain dict: cheaper than word by word for many texts."""
         with self._lock:
-            return dict(self._db.execute("SELECT word, tag FROM tags"))
+            return dict(self._db.execute(f"SELECT word, value FROM {self._table}"))  # a table of TABLES
 
-    def read_all(self) -> dict[str, int]:
-        """Every word and frequency as a plain dict: cheaper than word by word for many texts."""
-        with self._lock:
-            return dict(self._db.execute("SELECT word, freq FROM words"))
-
-    def get(self, word: str, default: int | None = None) -> int | None:
+    def get(self, word: str, default: Any = None) -> Any:
         try:
-            freq = self._known[word]
+            value = self._known[word]
         except KeyError:
             with self._lock:
-                row = self._db.execute("SELECT freq FROM words WHERE word = ?", (word,)).fetchone()
-            freq = self._known[word] = None if row is None else row[0]
-        return default if freq is None else freq
+                row = self._db.execute(
+                    f"SELECT value FROM {self._table} WHERE word = ?",  # a table of TABLES
+                    (word,),
+                ).fetchone()
+            value = self._known[word] = None if row is None else row[0]
+        return default if value is None else value
+
+    def close(self) -> None:
+        self._db.close()
 
     def __contains__(self, word: object) -> bool:
         return isinstance(word, str) and self.get(word) is not None
 
-    def __getitem__(self, word: str) -> int:
-        freq = self.get(word)
-        if freq is None:
+    def __getitem__(self, word: str) -> Any:
+        value = self.get(word)
+        if value is None:
             raise KeyError(word)
-        return freq
+        return value
+
+
+class FrozenWords(FrozenTable):
+    """jieba's word frequencies (``Tokenizer.FREQ``) and their ``total``: the domain tokenizer's
+    (``words``) or jieba's general dictionary alone (``general``)."""
+
+    def __init__(self, path: Path, table: str = "words") -> None:
+        super().__init__(path, table)
+        self.total = int(self._meta(f"{table}_total"))
 
 
 def _userdict() -> bytes:
@@ -96,18 +113,43 @@ def _loaded_tokenizer() -> jieba.Tokenizer:
     return tok
 
 
-def freeze_dictionary(tok: jieba.Tokenizer, path: Path) -> None:
-    """Write the words, frequencies and domain tags of the loaded jieba ``tok`` to ``path``."""
+def _loaded_general() -> jieba.Tokenizer:
+    """jieba with its own dictionary only, whole in memory: the general language, without the domain words."""
+    tok = new_tokenizer()
+    tok.initialize()
+    return tok
+
+
+def _word_tags(tok: jieba.Tokenizer) -> dict[str, str]:
+    """The tag jieba.posseg gives each word over the loaded ``tok``: its dictionary's, then the domain's."""
+    tags = {}
+    with tok.get_dict_file() as lines:
+        for line in lines:
+            if line := line.strip().decode("utf-8"):
+                word, _, tag = line.split(" ")
+                tags[word] = tag
+    return tags | tok.user_word_tag_tab
+
+
+def freeze_dictionary(tok: jieba.Tokenizer, general: jieba.Tokenizer, path: Path) -> None:
+    """Write the words and frequencies of the loaded jieba ``tok`` (with the domain dictionary) and of
+    ``general`` (without it), and every word's part-of-speech tag, to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp:
         db = sqlite3.connect(tmp)
         with db:
-            db.execute("CREATE TABLE words (word TEXT PRIMARY KEY, freq INTEGER NOT NULL) WITHOUT ROWID")
-            db.execute("CREATE TABLE tags (word TEXT PRIMARY KEY, tag TEXT NOT NULL) WITHOUT ROWID")
+            for table, kind in (("words", "INTEGER"), ("general", "INTEGER"), ("tags", "TEXT")):
+                db.execute(
+                    f"CREATE TABLE {table} (word TEXT PRIMARY KEY, value {kind} NOT NULL) WITHOUT ROWID"
+                )
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             db.executemany("INSERT INTO words VALUES (?, ?)", tok.FREQ.items())
-            db.executemany("INSERT INTO tags VALUES (?, ?)", tok.user_word_tag_tab.items())
-            db.execute("INSERT INTO meta VALUES ('total', ?)", (str(tok.total),))
+            db.executemany("INSERT INTO general VALUES (?, ?)", general.FREQ.items())
+            db.executemany("INSERT INTO tags VALUES (?, ?)", _word_tags(tok).items())
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("words_total", str(tok.total)), ("general_total", str(general.total))],
+            )
         db.close()
 
 
@@ -124,29 +166,93 @@ def new_tokenizer() -> jieba.Tokenizer:
 
 
 @lru_cache(maxsize=1)
-def domain_tokenizer() -> jieba.Tokenizer:
-    """jieba with the domain dictionary (``data/userdict.txt``), shared by BM25 and question analysis."""
+def _frozen() -> Path | None:
+    """The frozen dictionary, written on first use; None when this user can neither read nor write it
+    (callers then load jieba's dictionaries whole, with the same results)."""
     jieba.setLogLevel(logging.WARNING)
     path = frozen_path()
     try:
-        frozen = path.exists()
-    except OSError:  # a cache folder this user may not even look into (another user's home)
-        return _loaded_tokenizer()
-    if not frozen:
-        tok = _loaded_tokenizer()
-        try:
-            freeze_dictionary(tok, path)
-        except (OSError, sqlite3.Error):  # a read-only cache: this process keeps the loaded dictionary
-            return tok
-    try:
-        words = FrozenWords(path)
-    except (OSError, sqlite3.Error):  # there but unreadable to this user
-        return _loaded_tokenizer()
+        if not path.exists():
+            freeze_dictionary(_loaded_tokenizer(), _loaded_general(), path)
+        FrozenWords(path).close()  # readable by this user
+    except (OSError, sqlite3.Error):  # a cache folder this user may not look into, write or read
+        return None
+    return path
+
+
+def _frozen_tokenizer(words: FrozenWords) -> jieba.Tokenizer:
     tok = jieba.Tokenizer()
     tok.FREQ, tok.total = words, words.total
-    tok.user_word_tag_tab = words.tags()
     tok.initialized = True  # jieba would otherwise load its whole dictionary over FREQ
     return tok
+
+
+@lru_cache(maxsize=1)
+def domain_tokenizer() -> jieba.Tokenizer:
+    """jieba with the domain dictionary (``data/userdict.txt``), shared by BM25 and question analysis."""
+    path = _frozen()
+    return _loaded_tokenizer() if path is None else _frozen_tokenizer(FrozenWords(path, "words"))
+
+
+@lru_cache(maxsize=1)
+def general_tokenizer() -> jieba.Tokenizer:
+    """jieba with its own dictionary only: word frequencies of general Chinese (the domain words' are
+    made up)."""
+    path = _frozen()
+    return _loaded_general() if path is None else _frozen_tokenizer(FrozenWords(path, "general"))
+
+
+class Tagger:
+    """Words with part-of-speech tags, exactly as ``jieba.posseg.POSTokenizer(tok).cut(text, HMM=False)``
+    gives them, from a word -> tag table (jieba's own tags, then the domain dictionary's)."""
+
+    _BLOCK = re.compile(r"([\u4E00-\u9FD5a-zA-Z0-9+#&\._]+)")  # jieba.posseg's own patterns
+    _SPACE = re.compile(r"(\r\n|\s)")
+    _DIGITS = re.compile(r"[\.0-9]+")
+    _LATIN = re.compile(r"[a-zA-Z0-9]+")
+    _LATIN_CHAR = re.compile(r"^[a-zA-Z0-9]$")
+
+    def __init__(self, tok: jieba.Tokenizer, tags: FrozenTable | dict[str, str]) -> None:
+        self.tok = tok
+        self.tags = tags
+
+    def cut(self, text: str) -> Iterator[tuple[str, str]]:
+        for block in self._BLOCK.split(text):
+            if self._BLOCK.match(block):
+                yield from self._cut_block(block)
+                continue
+            for part in self._SPACE.split(block):
+                if self._SPACE.match(part):
+                    yield part, "x"
+                    continue
+                for char in part:
+                    yield char, "m" if self._DIGITS.match(char) else "eng" if self._LATIN.match(part) else "x"
+
+    def _cut_block(self, block: str) -> Iterator[tuple[str, str]]:
+        route: dict[int, tuple[float, int]] = {}
+        self.tok.calc(block, self.tok.get_DAG(block), route)
+        at, latin = 0, ""
+        while at < len(block):
+            end = route[at][1] + 1
+            word = block[at:end]
+            if self._LATIN_CHAR.match(word):
+                latin += word
+            else:
+                if latin:
+                    yield latin, "eng"
+                    latin = ""
+                yield word, self.tags.get(word, "x")
+            at = end
+        if latin:
+            yield latin, "eng"
+
+
+@lru_cache(maxsize=1)
+def domain_tagger() -> Tagger:
+    """Part-of-speech tags over the domain tokenizer (for a question's nouns)."""
+    path = _frozen()
+    tok = domain_tokenizer()
+    return Tagger(tok, _word_tags(tok) if path is None else FrozenTable(path, "tags"))
 
 
 @lru_cache(maxsize=1)

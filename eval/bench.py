@@ -122,7 +122,7 @@ def answer(index_dir: Path | None) -> None:
 @click.option("--questions", type=int, default=3)
 def llm(index_dir: Path | None, gguf: Path | None, questions: int) -> None:
     """LLM mode through the local GGUF: time to first token, tokens/s and end-to-end latency."""
-    from zhiwen.retriever.llm import LlamaCppChat
+    from zhiwen.retriever.llamacpp import LlamaCppChat
 
     settings = Settings.load(index_dir=index_dir)
     path = gguf or Path(

@@ -22,10 +22,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from langchain_core.language_models.chat_models import BaseChatModel
 from zhiwen.core.index import Generation
 from zhiwen.core.settings import Settings
 from zhiwen.core.text import sentences
@@ -39,6 +38,9 @@ from .intent import understand
 from .judge import judge
 from .llm import chat_model_from_settings, stream_llm_answer
 from .search import Retriever
+
+if TYPE_CHECKING:  # langchain_core (and pydantic) load only when an LLM is used
+    from langchain_core.language_models.chat_models import BaseChatModel
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 

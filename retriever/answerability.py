@@ -36,12 +36,9 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-import jieba
-import jieba.posseg
 from zhiwen.core.text import sentences
-from zhiwen.core.tokenize import domain_tokenizer, new_tokenizer, stopwords
+from zhiwen.core.tokenize import domain_tagger, general_tokenizer, stopwords
 from zhiwen.core.vocab import issuers_named, years_named
 
 from .intent import cue_words, generic_words
@@ -79,20 +76,6 @@ class Subject:
     quoted: bool = False
 
 
-@lru_cache(maxsize=1)
-def _general() -> jieba.Tokenizer:
-    """jieba's own dictionary, without the domain words (their frequencies are made up)."""
-    tok = new_tokenizer()
-    tok.initialize()
-    return tok
-
-
-@lru_cache(maxsize=1)
-def _tagger() -> jieba.posseg.POSTokenizer:
-    """POS tags over the domain dictionary (building one reads jieba's tag table: do it once)."""
-    return jieba.posseg.POSTokenizer(domain_tokenizer())
-
-
 def general_idf(word: str) -> float:
     """How specific ``word`` is in general Chinese: log(total / frequency) over jieba's dictionary.
 
@@ -100,7 +83,7 @@ def general_idf(word: str) -> float:
     compounds), is a compound: rarer than its rarest dictionary piece, counted as ``COMPOUND_BONUS``
     more (e² ≈ 7 times rarer). A Latin word is maximally specific.
     """
-    tok = _general()
+    tok = general_tokenizer()
     if not _CJK.search(word):
         return math.log(tok.total)
     freq = tok.FREQ.get(word, 0)
@@ -146,7 +129,7 @@ def joined_words(text: str) -> list[tuple[str, bool]]:
     noun is. A run of single characters around a noun is a word jieba's dictionary lacks (重疾险 comes
     out as 重/疾/险): it is joined into one noun, as specific as a word can be.
     """
-    tagged = [(p.word, p.flag) for p in _tagger().cut(text, HMM=False)]
+    tagged = list(domain_tagger().cut(text))
     words: list[tuple[str, bool]] = []
     at = 0
     while at < len(tagged):
@@ -181,7 +164,7 @@ def _dropped(word: str, drop: frozenset[str], cues: frozenset[str]) -> bool:
 def pieces(word: str) -> list[str]:
     """Parts of ``word`` to look for nearby, longest first: its dictionary pieces, then its characters
     (车辆购置税: 购置税, 车辆, 购置, then 车, 辆 …), generic words left out."""
-    tok = _general()
+    tok = general_tokenizer()
     words = sorted({p for p in tok.cut_for_search(word, HMM=False) if p != word and len(p) > 1}, key=len)
     chars = [c for c in word if _CJK.match(c)]
     drop = stopwords() | generic_words()
@@ -240,7 +223,7 @@ def paraphrased(subject: Subject, found: Sequence[Subject], contexts: Contexts, 
     for 信息): a word jieba's dictionary lists, commoner than ``EVERYDAY_IDF`` in general Chinese, in a
     question whose other subject words (``found``) the knowledge base mostly holds (``HELD_SHARE`` of
     their specificity or more)."""
-    listed = _general().FREQ.get(subject.word, 0) > 3  # a word of its own, not a compound (房地产税)
+    listed = general_tokenizer().FREQ.get(subject.word, 0) > 3  # a word of its own, not a compound (房地产税)
     if subject.decisive or subject.quoted or not listed or subject.specificity >= EVERYDAY_IDF:
         return False
     rest = [s for s in found if s is not subject and not s.quoted]
@@ -252,7 +235,7 @@ def paraphrased(subject: Subject, found: Sequence[Subject], contexts: Contexts, 
 def abbreviations(term: str) -> list[str]:
     """The short forms Chinese makes of ``term`` from its words' first characters: 农村商业银行 (农村 +
     商业银行) gives 农商 and 农商行, 农村信用社 gives 农信 and 农信社. Empty for a one-word term."""
-    words = [w for w in _general().cut(term, HMM=False) if w.strip()]
+    words = [w for w in general_tokenizer().cut(term, HMM=False) if w.strip()]
     if len(words) < 2:
         return []
     initials = "".join(w[0] for w in words)

@@ -25,10 +25,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from zhiwen.core.tokenize import domain_words
 from zhiwen.core.types import Answer, OutlineNode, outline_path
 from zhiwen.core.vocab import issuers_named, years_named
@@ -37,6 +35,10 @@ from .answerability import MIN_IDF, joined_words, subjects
 from .compose import Library, listed_parts
 from .intent import generic_words, understand
 from .topics import load_glossary
+
+if TYPE_CHECKING:  # langchain_core (and pydantic) load only when an LLM is used
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 Kind = Literal["standalone", "ordinal", "anaphora", "subject_swap", "elliptical", "llm"]
 KINDS: tuple[Kind, ...] = ("ordinal", "anaphora", "subject_swap", "elliptical")  # the rules, in order
@@ -390,6 +392,8 @@ CONDENSE_PROMPT = (
 
 def condense_messages(question: str, turns: Sequence[Turn]) -> list[BaseMessage]:
     """The condensing prompt: instructions, the conversation so far, the new question."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
     history: list[BaseMessage] = [
         HumanMessage(t.content) if t.role == "user" else AIMessage(t.content[:MAX_CONTEXT_CHARS])
         for t in turns

@@ -8,11 +8,13 @@ read counts as "yes": the offline decision stands, and the answer says the judge
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from zhiwen.core.types import Hit
+
+if TYPE_CHECKING:  # langchain_core (and pydantic) load only when an LLM is used
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 Verdict = Literal["yes", "partly", "no", "unclear"]
 
@@ -36,6 +38,8 @@ _MEANING: dict[str, Verdict] = {
 
 def judge_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
     """The judge's prompt: the question and the numbered passages the answer would cite."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
     passages = "\n\n".join(f"[{i}]《{h.title}》{h.text}" for i, h in enumerate(hits, 1))
     return [SystemMessage(JUDGE_PROMPT), HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n判断：")]
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from zhiwen.core.settings import Settings
 from zhiwen.core.text import SENTENCE_BREAKS, char_bigrams, sentences
 from zhiwen.core.types import Answer, AnswerEvent, Citation, FinalAnswer, Hit, TextDelta
+
+if TYPE_CHECKING:  # langchain_core (and pydantic) load only when an LLM is used
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 SYSTEM_PROMPT = (
     "你是“知问”，回答政府和金融监管工作报告相关问题的助手。根据用户给出的编号段落回答问题："
@@ -58,6 +59,8 @@ def build_messages(question: str, hits: list[Hit], wanted: str = "") -> list[Bas
         if wanted in ROLE_NAMES
         else ""
     )
+    from langchain_core.messages import HumanMessage, SystemMessage
+
     return [
         SystemMessage(SYSTEM_PROMPT),
         HumanMessage(f"问题：{question}\n\n段落：\n{passages}\n\n{focus}请回答：{question}"),
@@ -83,55 +86,12 @@ def chat_model_from_settings(settings: Settings) -> BaseChatModel:
             streaming=True,
         )
     if settings.llm_gguf:
+        from .llamacpp import LlamaCppChat
+
         return LlamaCppChat.from_path(settings.llm_gguf)
     raise LLMError(
         "no LLM configured: set ZHIWEN_LLM_BASE_URL and ZHIWEN_LLM_MODEL, or run `zhiwen llm setup`"
     )
-
-
-class LlamaCppChat(BaseChatModel):
-    """A LangChain chat model over a local GGUF file through llama-cpp-python (optional extra ``gguf``)."""
-
-    llama: Any
-    max_tokens: int = 512
-
-    @classmethod
-    def from_path(cls, path: str, threads: int | None = None) -> LlamaCppChat:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise LLMError(
-                "ZHIWEN_LLM_GGUF is set but llama-cpp-python is missing: pip install 'zhiwen[gguf]'"
-            ) from None
-        return cls(llama=Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False))
-
-    @property
-    def _llm_type(self) -> str:
-        return "llama-cpp"
-
-    def _request(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
-        roles = {"system": "system", "human": "user", "ai": "assistant"}
-        return [{"role": roles[m.type], "content": str(m.content)} for m in messages]
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> ChatResult:
-        out = self.llama.create_chat_completion(
-            self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop
-        )
-        return ChatResult(
-            generations=[ChatGeneration(message=AIMessage(out["choices"][0]["message"]["content"]))]
-        )
-
-    def _stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> Iterator[ChatGenerationChunk]:
-        for part in self.llama.create_chat_completion(
-            self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop, stream=True
-        ):
-            text = part["choices"][0]["delta"].get("content")
-            if text:
-                yield ChatGenerationChunk(message=AIMessageChunk(text))
 
 
 def stream_llm_answer(

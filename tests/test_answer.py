@@ -184,7 +184,7 @@ def _llama_available() -> str:
 
 @pytest.mark.skipif(bool(_llama_available()), reason=_llama_available() or "available")
 def test_real_local_llm_answer_is_checked_and_cited(retriever, corpus_texts):
-    from zhiwen.retriever.llm import LlamaCppChat
+    from zhiwen.retriever.llamacpp import LlamaCppChat
 
     model = LlamaCppChat.from_path(GGUF)
     answer = final(ask("如何支持新市民金融？", retriever, use_llm=True, chat_model=model))

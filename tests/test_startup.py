@@ -14,7 +14,14 @@ from zhiwen.core.encoders import ensure_onnx_model
 from zhiwen.core.index import index_signature, open_generation
 from zhiwen.core.pieces import PIECES_FILE, PieceTokenizer
 from zhiwen.core.settings import default_cache_dir
-from zhiwen.core.tokenize import _loaded_tokenizer, domain_tokenizer, tokenize
+from zhiwen.core.tokenize import (
+    _loaded_general,
+    _loaded_tokenizer,
+    domain_tagger,
+    domain_tokenizer,
+    general_tokenizer,
+    tokenize,
+)
 
 # Edge cases of the tokenizer's normaliser and special tokens, besides ordinary questions.
 ODD_TEXTS = [
@@ -65,3 +72,56 @@ def test_question_tokenizer_gives_the_full_tokenizers_ids(embedder):
     full.enable_truncation(max_length=512)
     for text in ["query: " + q for q in _questions()] + ODD_TEXTS:
         assert pieces.encode_ids([text]) == [full.encode(text).ids], text
+
+
+def _asked() -> list[str]:
+    """Every question of the golden, refusal and follow-up sets (the texts the subject rule reads)."""
+    asked = []
+    for name in ("golden", "holdout", "refusal", "refusal2", "followups", "answers", "english"):
+        for line in (REPO / "eval" / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            asked += [row[key] for key in ("query", "resolved") if isinstance(row.get(key), str)]
+            asked += row.get("turns", [])
+    return asked
+
+
+def test_frozen_tags_and_general_words_are_jiebas():
+    """The subject rule's nouns and IDFs are the same as with jieba.posseg and a loaded general jieba, so
+    every refusal decision is unchanged."""
+    import jieba.posseg
+
+    reference = jieba.posseg.POSTokenizer(_loaded_tokenizer())
+    general = _loaded_general()
+    texts = _asked() + [p.read_text(encoding="utf-8") for p in sorted(CORPUS.glob("*.txt"))] + ODD_TEXTS
+    texts.append("ATM机和App 2023年LPR下调0.5%？ a+b#c_d.e 12.5亿元\r\n第2项")
+    assert len(texts) > 600
+    for text in texts:
+        assert list(domain_tagger().cut(text)) == [(p.word, p.flag) for p in reference.cut(text, HMM=False)]
+        assert list(general_tokenizer().cut_for_search(text, HMM=False)) == list(
+            general.cut_for_search(text, HMM=False)
+        )
+    assert general_tokenizer().total == general.total
+
+
+def test_without_a_usable_cache_jieba_loads_whole_with_the_same_results(monkeypatch, tmp_path):
+    """A cache folder that cannot be written (here: under a file) gives the loaded dictionaries."""
+    from zhiwen.core import tokenize as tok
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    question = "房地产税试点在哪些城市？重疾险的ATM机"
+    frozen = (list(tok.domain_tagger().cut(question)), list(tok.general_tokenizer().cut(question)))
+    cached = (tok._frozen, tok.domain_tokenizer, tok.general_tokenizer, tok.domain_tagger)
+    for function in cached:
+        function.cache_clear()
+    monkeypatch.setattr(tok, "frozen_path", lambda: blocker / "words.sqlite")
+    try:
+        assert tok._frozen() is None
+        assert not isinstance(tok.domain_tokenizer().FREQ, tok.FrozenTable)
+        assert (
+            list(tok.domain_tagger().cut(question)),
+            list(tok.general_tokenizer().cut(question)),
+        ) == frozen
+    finally:
+        for function in cached:
+            function.cache_clear()
