@@ -15,9 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
 import faiss
 import numpy as np
 from zhiwen.core.fsutil import atomic_target, atomic_write_text, remove, stale_temporaries
@@ -33,6 +32,9 @@ from zhiwen.core.index import (
 )
 from zhiwen.core.tokenize import tokenize_many
 from zhiwen.core.types import Chunk, Document, OutlineNode
+
+if TYPE_CHECKING:
+    import bm25s
 
 
 @contextmanager
@@ -96,6 +98,8 @@ def build_dense(vectors: np.ndarray, kind: str, ann_threshold: int) -> tuple[fai
 
 def build_sparse(chunks: Sequence[Chunk]) -> bm25s.BM25:
     """BM25 over jieba tokens of each chunk's indexed text (context plus cited text)."""
+    import bm25s  # scipy and numba, a second and more: only a writer needs them
+
     corpus = [tokens or [""] for tokens in tokenize_many(c.indexed_text for c in chunks)]
     bm25 = bm25s.BM25()
     bm25.index(corpus, show_progress=False)

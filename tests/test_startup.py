@@ -4,6 +4,8 @@ reader without bm25s, and the question tokenizer that reads only the pieces it n
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import bm25s
 import numpy as np
@@ -125,3 +127,21 @@ def test_without_a_usable_cache_jieba_loads_whole_with_the_same_results(monkeypa
     finally:
         for function in cached:
             function.cache_clear()
+
+
+def test_gradio_starts_without_writing_type_stubs():
+    """`zhiwen serve` imports Gradio with its stub writer off; the components still build and render."""
+    script = (
+        "from zhiwen.ui.gradio_stubs import skip_stub_writing\n"
+        "skip_stub_writing()\n"
+        "import gradio as gr, gradio.component_meta as meta\n"
+        "with gr.Blocks() as demo:\n"
+        "    box = gr.Textbox(label='问题')\n"
+        "    box.submit(lambda q: q, box, box)\n"
+        "print(meta.create_or_modify_pyi.__name__, len(demo.get_config_file()['components']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["_no_stub", "2"]  # the Blocks and its text box

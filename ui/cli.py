@@ -410,6 +410,9 @@ def serve(settings: Settings, corpus: Path, open_browser: bool, auth_from_file: 
     if read_manifest(settings.index_dir) is not None:
         # The model loads while Gradio is imported (seconds); a first start ingests and loads it then.
         preload_encoder(settings)
+    from .gradio_stubs import skip_stub_writing
+
+    skip_stub_writing()
     from zhiwen.ui.app import launch
 
     launch(settings, corpus=corpus, open_browser=open_browser)

@@ -15,8 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from docx import Document as WordDocument
-
 _MARKER = re.compile(r"\[(\d+)\]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_<>#|~])")
 FILTER_NAMES = {"issuer": "发布机构", "year": "年份", "doc_type": "类型", "doc_id": "文档"}
@@ -113,6 +111,8 @@ def write_docx(
     path: Path, title: str, records: Sequence[dict[str, Any]], when: datetime | None = None
 ) -> Path:
     """Write the Word export of ``records`` to ``path`` and return it."""
+    from docx import Document as WordDocument  # with lxml: loaded when a Word file is asked for
+
     turns, sources = number_sources(records)
     when = when or datetime.now()
     doc = WordDocument()
