@@ -211,9 +211,14 @@ def _report_chunks(passages: int) -> tuple[list[Document], list[Chunk]]:
 
 
 def bench_embedding(settings: Settings, work: Path, passages: int, dev_sets: bool, table: Table) -> None:
-    """Passages/s per encoder on the same chunks, ingest overall against the encoder, recall per encoder."""
+    """Passages/s per encoder on the same chunks, ingest overall against the encoder, recall per encoder.
+
+    Every encoder embeds the distinct texts of the chunks, which are exactly what ingest embeds (a text
+    that repeats is embedded once), so ingest's rate over those texts, against the raw encoder's, is the
+    share of its time spent embedding: splitting, outlines, tokenising and writing take the rest.
+    """
     docs, chunks = _report_chunks(passages)
-    texts = [settings.passage_prompt + c.indexed_text for c in chunks]
+    texts = list(dict.fromkeys(settings.passage_prompt + c.indexed_text for c in chunks))
     rate: dict[str, float] = {}
     cpu_rate: dict[str, float] = {}
     for encoder in ENCODERS:
@@ -236,14 +241,19 @@ def bench_embedding(settings: Settings, work: Path, passages: int, dev_sets: boo
         fresh.encode_queries(["预热"])
         index = settings.replace(index_dir=Path(tmp) / "index")
         overall, cpu_overall = _throughput(
-            lambda: ingest_documents(docs, index, progress=False, embedder=fresh), len(chunks)
+            lambda: ingest_documents(docs, index, progress=False, embedder=fresh), len(texts)
         )
     for label, ours, raw in (
         ("passages/s", overall, rate[settings.encoder]),
         ("passages per CPU s", cpu_overall, cpu_rate[settings.encoder]),
     ):
         table.add(
-            "embedding", f"ingest overall {label} (vs raw {settings.encoder} encoder)", ours, raw, "higher"
+            "embedding",
+            f"ingest overall {label} ({len(docs)} reports, {len(chunks)} chunks; vs raw {settings.encoder} "
+            "encoder on the same texts)",
+            ours,
+            raw,
+            "higher",
         )
     sets = ["golden"] + (["ncpqa", "msgabench"] if dev_sets else [])
     for name in sets:

@@ -19,5 +19,6 @@ def test_bench_scale_section_prints_a_table(tmp_path):
     result = CliRunner().invoke(main, [*args, "--index", str(tmp_path / "unused")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     table = [line for line in result.stdout.splitlines() if line.startswith("| scale")]
-    assert len(table) == 2
-    assert "300 chunks, flat: dense recall@10 vs exact" in table[1] and "1.000" in table[1]
+    assert len(table) == 3  # wall-clock and CPU latency, then recall and memory
+    assert "300 chunks, flat: hybrid p50 / p95 / p99 ms, CPU" in table[1]
+    assert "300 chunks, flat: dense recall@10 vs exact" in table[2] and "1.000" in table[2]
