@@ -305,7 +305,8 @@ def _require_cached(source: str) -> None:
 
     try:
         snapshot_download(source, local_files_only=True)
-    except (OSError, ValueError) as exc:  # LocalEntryNotFoundError is an OSError; a malformed name a ValueError
+    # LocalEntryNotFoundError is an OSError; a malformed name is a ValueError.
+    except (OSError, ValueError) as exc:
         raise _unloadable(source, exc) from None
 
 
