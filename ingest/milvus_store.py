@@ -49,6 +49,21 @@ _BATCH = 500  # rows per insert or upsert request
 _PLACEHOLDER = [0.0, 0.0]  # Milvus wants a vector field in every collection; the documents need none
 
 
+def _lite_readable(index: Any) -> Any:
+    """``index`` (pymilvus ``IndexParams``) with each index's parameters also sent as one ``params`` entry.
+
+    pymilvus 3 sends them flattened (``M``, ``efConstruction``, ``nlist`` …), the form a Milvus server
+    reads; Milvus Lite 3.2 reads only ``params`` and would silently build with its own defaults (HNSW
+    M = 16, IVF nlist = 128). A server accepts ``params`` too (older clients' form) with the same values.
+    """
+    for param in index:
+        configs = param.get_index_configs()  # the parameter's own dict, which create_index sends
+        params = {k: v for k, v in configs.items() if k not in ("index_type", "metric_type")}
+        if params:
+            configs["params"] = params
+    return index
+
+
 class MilvusWriter:
     """The write side of one knowledge base in Milvus; the caller holds ``store.writer_lock``."""
 
@@ -131,11 +146,11 @@ class MilvusWriter:
             "sparse",
             index_type="SPARSE_INVERTED_INDEX",
             metric_type="BM25",
-            params={"inverted_index_algo": "DAAT_MAXSCORE", **BM25_PARAMS},
+            params=BM25_PARAMS,  # the algorithm is the server's default (DAAT_MAXSCORE); Lite has its own
         )
         for name in ("chunk_id", "doc_id", "issuer", "year", "doc_type", "role", "gen_from", "gen_to"):
             index.add_index(name, index_type="INVERTED")
-        return index
+        return _lite_readable(index)
 
     def _docs_schema(self) -> Any:
         from pymilvus import DataType

@@ -22,6 +22,7 @@ pytest.importorskip(
 
 import milvus_crash
 from zhiwen.core.index import IndexStateError, live_manifest, open_live
+from zhiwen.core.milvus import connect
 from zhiwen.eval.datasets import load_golden
 from zhiwen.eval.metrics import ranked_units
 from zhiwen.ingest.migrate import migrate
@@ -100,13 +101,18 @@ def test_another_model_or_chunker_is_refused_with_the_reingest_message(milvus_co
 
 
 def test_update_delete_and_report_without_ghost_hits(lite, tmp_path, embedder):
-    settings = milvus_settings(lite, "edits", tmp_path)
+    # IVF_SQ8 here (HNSW elsewhere), so its build and its search parameter (nprobe) are exercised too.
+    settings = milvus_settings(lite, "edits", tmp_path).replace(dense_index="ivf-sq8")
     folder = tmp_path / "docs"
     folder.mkdir()
     for path in CORPUS.glob("*.txt"):
         (folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     ingest_paths([folder], settings, progress=False, embedder=embedder)
+    assert open_live(settings).dense_params == {"nprobe": 64}
+    described = connect(settings).describe_index("edits", "dense")  # the parameters reached Lite too
+    assert (described["index_type"], described["params"]) == ("IVF_SQ8", {"nlist": 1024})
     reader = Retriever(settings, embedder=embedder)
+    assert reader.search("新市民金融服务有哪些举措？", k=1, strategy="dense")[0].doc_id == NEW_CITIZENS
     assert reader.search("新市民", k=1, strategy="bm25")[0].doc_id == NEW_CITIZENS
     rows_before = set(open_live(settings).rows())
 
