@@ -206,19 +206,32 @@ def _memory() -> str:
     return f"{_rss_mb():.0f} MB resident, {len(children)} child processes ({held:.0f} MB)"
 
 
+max_docs_option = click.option(
+    "--max-docs", type=click.IntRange(1), default=None, help="Only the first N documents."
+)
+out_option = click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the fresh indexes (emptied first) [default: under cache_dir/bench].",
+)
+
+
+def _bench_documents(settings: Settings, corpus: Path, reports: bool, max_docs: int | None) -> list[Document]:
+    """The documents a backend benchmark indexes: the government work reports or ``corpus``, the first
+    ``max_docs`` of them."""
+    documents = report_documents() if reports else load_paths([corpus], settings, progress=False)[0]
+    return documents[:max_docs]
+
+
 @bench_group.command()
 @click.option("--corpus", type=click.Path(path_type=Path), default=Path("corpus"))
 @click.option("--reports", is_flag=True, help="Index the government work reports instead of --corpus.")
 @click.option(
     "--updates", type=click.IntRange(1), default=5, show_default=True, help="One-document updates timed."
 )
-@click.option("--max-docs", type=click.IntRange(1), default=None, help="Only the first N documents.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder for the fresh indexes (emptied first) [default: cache_dir/bench/backends/corpus|reports].",
-)
+@max_docs_option
+@out_option
 def backends(corpus: Path, reports: bool, updates: int, max_docs: int | None, out: Path | None) -> None:
     """Ingest, update and query latency of FAISS and Milvus Lite on the same documents, and memory.
 
@@ -235,8 +248,7 @@ def backends(corpus: Path, reports: bool, updates: int, max_docs: int | None, ou
     embedder = Embedder(base)
     root = out or base.cache_dir / "bench" / "backends" / ("reports" if reports else "corpus")
     shutil.rmtree(root, ignore_errors=True)
-    documents = report_documents() if reports else load_paths([corpus], base, progress=False)[0]
-    documents = documents[:max_docs]
+    documents = _bench_documents(base, corpus, reports, max_docs)
     questions = [q.query for q in load_golden().queries]
     edits = [
         replace(doc, text=f"{doc.text}\n第{i}次补充：持续推进金融风险防控。")
@@ -303,13 +315,8 @@ SWEEP = {  # search parameters tried per Milvus index type (ef at least the retr
 @bench_group.command("milvus-index")
 @click.option("--corpus", type=click.Path(path_type=Path), default=Path("corpus"))
 @click.option("--reports", is_flag=True, help="Index the government work reports instead of --corpus.")
-@click.option("--max-docs", type=click.IntRange(1), default=None, help="Only the first N documents.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder for the indexes (emptied first) [default: cache_dir/bench/milvus-index/corpus|reports].",
-)
+@max_docs_option
+@out_option
 def milvus_index(corpus: Path, reports: bool, max_docs: int | None, out: Path | None) -> None:
     """Dense index types in Milvus Lite: build time, recall@10 against exact search, latency, files.
 
@@ -330,9 +337,10 @@ def milvus_index(corpus: Path, reports: bool, max_docs: int | None, out: Path | 
     embedder = Embedder(base)
     root = out or base.cache_dir / "bench" / "milvus-index" / ("reports" if reports else "corpus")
     shutil.rmtree(root, ignore_errors=True)
-    documents = report_documents() if reports else load_paths([corpus], base, progress=False)[0]
     source = base.replace(index_dir=root / "faiss", dense_index="flat")
-    ingest_documents(documents[:max_docs], source, progress=False, embedder=embedder)
+    ingest_documents(
+        _bench_documents(base, corpus, reports, max_docs), source, progress=False, embedder=embedder
+    )
     gen = open_live(source)
     docs, chunks = gen.documents(), gen.chunks()
     outlines = {d.doc_id: gen.outline(d.doc_id) for d in docs}
