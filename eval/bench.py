@@ -3,7 +3,9 @@
     zhiwen eval bench search  [--index DIR] [--corpus corpus/ | --reports]   query latency p50/p95
     zhiwen eval bench answer  [--index DIR]                                  offline answer latency
     zhiwen eval bench llm     [--gguf FILE] [--questions 3]                  tokens/s, end-to-end
-    zhiwen eval bench backends [--corpus corpus/ | --reports]               FAISS vs Milvus Lite
+    zhiwen eval bench backends [--corpus corpus/ | --reports] [--out DIR]   FAISS vs Milvus Lite
+    zhiwen eval bench milvus-index [--corpus corpus/ | --reports]           dense index types in Lite
+    zhiwen eval bench memory  [--index DIR]                                 resident memory, stage by stage
 
 ``--reports`` indexes the 52+ State Council government work reports from ../shared/evaldata first.
 """
