@@ -186,6 +186,10 @@ def test_info_and_doctor_name_the_backend(milvus_corpus):
         and "is healthy" in doctor.output
         and "Milvus collection corpus" in doctor.output
     )
+    memory = CliRunner().invoke(main, ["eval", "bench", "memory"], env=env, catch_exceptions=False)
+    assert memory.exit_code == 0, memory.output
+    assert memory.output.startswith(f"milvus, {milvus_corpus.milvus_uri}")
+    assert "first search (87 chunks): " in memory.output and "peak" in memory.output
 
 
 def crash(db: Path, step: str) -> dict:
