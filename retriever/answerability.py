@@ -42,7 +42,7 @@ import jieba
 import jieba.posseg
 from zhiwen.core.text import sentences
 from zhiwen.core.tokenize import domain_tokenizer, new_tokenizer, stopwords
-from zhiwen.core.vocab import issuers_named, years_named
+from zhiwen.core.vocab import without_issuers, years_named
 
 from .intent import cue_words, generic_words
 from .topics import Glossary
@@ -122,8 +122,9 @@ def subjects(question: str, glossary: Glossary, english: bool = False) -> list[S
     ``english``: in an English question a Latin word proves nothing (the documents are Chinese).
     """
     text = _QUOTED.sub(" ", question)
-    for name in (*(f"{y}年" for y in years_named(question)), *issuers_named(question)):
-        text = text.replace(name, " ")
+    for year in years_named(question):
+        text = text.replace(f"{year}年", " ")
+    text = without_issuers(text)
     drop = stopwords() | generic_words()
     cues = cue_words()
     words = [
