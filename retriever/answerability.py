@@ -56,9 +56,10 @@ COMPOUND_BONUS = 2.0
 # other subject words, weighed by specificity. Chosen on the golden set.
 EVERYDAY_IDF = 13.0
 HELD_SHARE = 0.5
-# What follows the word whose figure or holder a question asks for: "利率是多少", "院长是谁", "额度最高多少".
+# What follows the word whose figure or holder a question asks for: "利率是多少", "院长是谁", "额度最高多少",
+# "存款余额是多少" (余额, 金额 and 比例 are cue words, never subject words: the word before them is).
 _MEASURED_CUE = (
-    r"(?:是|为|有|要|能|可以|可|会|最高|最多|最低|一般|大概|具体|每年|每月|每张|每家|每户|每人)*"
+    r"(?:余额|金额|比例)?(?:是|为|有|要|能|可以|可|会|最高|最多|最低|一般|大概|具体|每年|每月|每张|每家|每户|每人)*"
     r"(?:多少|是谁|几[个家天年次项种]|多高|多大|多长|多久|百分之几)"
 )
 # How a person asks what to do about their own affairs (how to activate, unfreeze, apply; is it worth it;
@@ -67,6 +68,9 @@ _PERSONAL = re.compile(
     r"划算|值得|值不值|要不要|该不该|怎么才能|如何才能|能不能|可不可以|需要带|要带什么|激活|解冻|挂失|补办|"
     r"怎么算|怎么办理|如何办理|怎么申请|如何申请|怎么查|如何查询|怎么收费|什么时候开通|怎么开通|怎么注册"
 )
+# The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
+# 手续费, 利率, 国债). 券 and 金 are left out: 购物券 and 本金 are how people paraphrase 消费券 and 还本.
+INSTRUMENTS = ("税", "险", "卡", "费", "率", "债")
 _ASIDE = re.compile(r"[（(][^（）()]*[）)]")
 # Words naming only the kind of figure asked (规模有多大, 金额是多少): the question's other words say of what.
 MEASURES = frozenset(
@@ -267,24 +271,29 @@ def measured(question: str, found: Sequence[Subject]) -> Subject | None:
 def uncovered_subject(
     question: str, contexts: Contexts, glossary: Glossary, english: bool = False
 ) -> Subject | None:
-    """The subject word of ``question`` the knowledge base lacks, or None.
+    """The subject word of ``question`` the knowledge base lacks, or None. In this order:
 
-    A ``measured`` word the knowledge base lacks comes first, and is decisive: the question asks for a
-    figure of a thing no document names (面额, 利率), whatever else it shares with them. So is the most
-    specific subject word of a personal how-to question (``_PERSONAL``: "银行卡被冻结了怎么解冻？") when
-    the knowledge base lacks it: work reports say what an office did, never how a person handles their
-    own card, loan or policy, so no paraphrase of them asks that way. Then the most
-    specific subject word when it is at least ``MIN_IDF`` specific, uncovered and not ``paraphrased``,
-    else the first decisive word (Latin) that is uncovered.
+    - a ``measured`` word the knowledge base lacks, decisive: the question wants a figure of a thing no
+      document names (面额, 利率), whatever else it shares with them;
+    - the most specific subject word of a personal how-to question (``_PERSONAL``: "银行卡被冻结了怎么
+      解冻？"), decisive when uncovered: work reports say what an office did, never how a person handles
+      their own card, loan or policy, so no paraphrase of them asks that way;
+    - a most specific subject word naming a tax, an insurance, a card, a fee, a rate or a bond
+      (``INSTRUMENTS``: 房地产税, 重疾险), decisive when uncovered: an instrument is called by its name,
+      and a report that covers it uses that name;
+    - the most specific subject word when it is at least ``MIN_IDF`` specific, uncovered and not
+      ``paraphrased`` (not decisive: it raises the relevance bar);
+    - else the first decisive word (Latin) that is uncovered.
     """
     found = subjects(question, glossary, english)
     asked = measured(question, found)
     if asked is not None and not covered(asked, contexts, glossary):
         return replace(asked, decisive=True)
-    if _PERSONAL.search(question) and found and not found[0].quoted:
-        outside = _ASIDE.sub(" ", question)  # "（微信端）" qualifies the question, it names no subject
-        if found[0].word in outside and not covered(found[0], contexts, glossary):
-            return replace(found[0], decisive=True)
+    first = found[0] if found and not found[0].quoted else None
+    # "（微信端）" qualifies a question, it names no subject
+    personal = first is not None and _PERSONAL.search(question) and first.word in _ASIDE.sub(" ", question)
+    if first and (personal or first.word.endswith(INSTRUMENTS)) and not covered(first, contexts, glossary):
+        return replace(first, decisive=True)
     top = [s for s in found[:1] if s.specificity >= MIN_IDF]
     for subject in top + [s for s in found if s.decisive and s not in top]:
         if not covered(subject, contexts, glossary) and not paraphrased(subject, found, contexts, glossary):
