@@ -85,12 +85,14 @@ def issuer_mentions(text: str) -> list[tuple[str, int, int]]:
     """(body, start, end) of each issuing body ``text`` names, by any of its names, in order; a name
     inside a longer name (金融监管局 in 地方金融监管局, 税务局 in 国家税务总局) counts once, as the longer."""
     found = sorted(
-        (body, m.start(), m.end())
-        for body, names in issuer_names().items()
-        for name in names
-        for m in re.finditer(re.escape(name), text)
+        (
+            (body, m.start(), m.end())
+            for body, names in issuer_names().items()
+            for name in names
+            for m in re.finditer(re.escape(name), text)
+        ),
+        key=lambda f: (f[1], -f[2]),  # leftmost first, then longest
     )
-    found.sort(key=lambda f: (f[1], -f[2]))
     mentions: list[tuple[str, int, int]] = []
     for body, start, end in found:
         if mentions and start < mentions[-1][2]:
