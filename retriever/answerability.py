@@ -362,7 +362,8 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"哪(?:一|几)?(?:家|个|所)[\u4e00-\u9fff]{0,4}?(?P<kind>银行|法院|交易所|医院|大学|保险公司)"
     ),
 }
-# Banks and courts in general, not by name: "我市中小银行" names no bank.
+# Banks and courts in general, not by name: "我市中小银行" names no bank. (人民法院 is left out: "被告
+# 住所地人民法院" is how a statute names the court.)
 GENERIC_NAMES = frozenset(
     [
         "中小银行",
@@ -380,7 +381,6 @@ GENERIC_NAMES = frozenset(
         "相关银行",
         "部分银行",
         "合作银行",
-        "人民法院",
         "各级法院",
         "证券交易所",
     ]
