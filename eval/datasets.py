@@ -324,7 +324,12 @@ EXTERNAL = {
     "stard": ("corpora/lawrefbook_articles.jsonl.gz", "stard_statutes/queries.dev.jsonl", 15000),
 }
 GROUP_BY = {"stard": "law"}
-LOCAL = {"holdout": HOLDOUT_PATH, "refusal": REFUSAL_PATH, "refusal2": REFUSAL2_PATH, "refusal3": REFUSAL3_PATH}
+LOCAL = {
+    "holdout": HOLDOUT_PATH,
+    "refusal": REFUSAL_PATH,
+    "refusal2": REFUSAL2_PATH,
+    "refusal3": REFUSAL3_PATH,
+}
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
 
