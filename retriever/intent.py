@@ -17,7 +17,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-from zhiwen.core.vocab import issuers_named, years_named
+from zhiwen.core.vocab import issuers_named, without_issuers, years_named
 
 Intent = Literal["list", "fact", "problem", "plan", "definition"]
 Facet = Literal["done", "problem", "plan", "any"]
@@ -161,8 +161,9 @@ def understand(question: str) -> QuestionIntent:
 
     cue_chars = {i for m in spans for i in range(m.start(), m.end())}
     rest = "".join(" " if i in cue_chars else c for i, c in enumerate(question))
-    for name in (*(f"{y}年" for y in years), *sorted(issuers, key=len, reverse=True)):
-        rest = rest.replace(name, " ")
+    for year in years:
+        rest = rest.replace(f"{year}年", " ")
+    rest = without_issuers(rest)
     pieces = (_trim(p, matcher) for p in _PIECE.findall(rest))
 
     latin, cjk = len(_LATIN.findall(question)), len(_CJK.findall(question))
