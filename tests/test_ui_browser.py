@@ -53,7 +53,7 @@ VIEWS = {
 # Latin words the window may show: names of formats, methods, settings and models, not UI English.
 ALLOWED_LATIN = {
     "zhiwen", "markdown", "word", "docx", "txt", "md", "pdf", "bm25", "llm", "api", "id", "k", "utc",
-    "refusal_threshold", "max_query_chars", "jieba",
+    "refusal_threshold", "max_query_chars", "jieba", "s",  # s: seconds, in a progress timer
 }  # fmt: skip
 SERVE = (
     "import sys; from pathlib import Path; from zhiwen.core.settings import Settings; "
@@ -298,6 +298,9 @@ def test_example_question_is_answered_with_clickable_citations(page, server: dic
     assert "新市民" in source.locator(".zw-snippet mark").inner_text()
     assert contrast(page, "#zw-t0-c1 mark") >= 7, "the cited span is readable (WCAG AAA)"
     fits(page)
+    page.wait_for_selector("#zw-history label", state="attached")  # listed once answered
+    page.wait_for_selector("#zw-export-md:not([disabled])")  # and ready to export
+    page.evaluate("window.scrollTo(0, 0)")
     snap(page, screenshots, "screenshot-chat.png", "screenshot-mobile.png")
 
     page.locator("#zw-chat a.zw-cite", has_text="[1]").first.click()

@@ -552,7 +552,11 @@ class LoginGuard:
 
 
 # Gradio's Chinese translation lacks these; without them the buttons fall back to English.
-GRADIO_MISSING_ZH = {"chatbot.copy_message": "复制消息", "chatbot.copied_message": "已复制"}
+GRADIO_MISSING_ZH = {
+    "chatbot.copy_message": "复制消息",
+    "chatbot.copied_message": "已复制",
+    "common.complete": "完成",  # shown by a finished progress bar (upload, rebuild)
+}
 _FORCE_CHINESE = (
     b"<head><script>(() => { const l = ['zh-CN', 'zh'];"
     b" Object.defineProperty(navigator, 'language', { get: () => l[0] });"
@@ -654,8 +658,9 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             history = gr.Radio(choices=[], label="历史对话", elem_id="zw-history")
             conv_name = gr.Textbox(
                 label="对话名称",
-                placeholder="当前对话的新名称",
+                placeholder="当前对话的新名称（回车即重命名）",
                 show_label=False,
+                container=False,
                 max_lines=1,
                 elem_id="zw-conv-name",
             )
@@ -768,11 +773,15 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                 "fn": on_chat,
                 "inputs": [question, conversation, *filter_inputs],
                 "outputs": [chatbot, sources, conversation, chat_status, shown],
+                # A question sent while the last answer is still being finished waits for it.
+                "trigger_mode": "always_last",
             }
-            send.click(**ask_event, api_name="chat").then(lambda: "", outputs=question).then(**exports).then(
-                **listed
-            )
-            question.submit(**ask_event).then(lambda: "", outputs=question).then(**exports).then(**listed)
+            send.click(**ask_event, api_name="chat").then(**exports).then(**listed)
+            question.submit(**ask_event).then(**exports).then(**listed)
+            # The box is emptied as the question is sent (its value already taken), so what the user
+            # types next while the answer streams is kept.
+            for trigger in (send.click, question.submit):
+                trigger(lambda: "", outputs=question, queue=False, show_progress="hidden")
 
             def show(current: Conversation) -> tuple[Any, ...]:
                 return (
@@ -823,9 +832,12 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             def on_delete_conversation(current: Conversation, request: gr.Request) -> tuple[Any, Any]:
                 return gr.Group(visible=False), app.delete_conversation(_user(request), current)
 
-            rename_conv.click(
-                on_rename, inputs=[conversation, conv_name], outputs=[conv_status, conversation, conv_name]
-            ).then(**listed)
+            for trigger in (rename_conv.click, conv_name.submit):
+                trigger(
+                    on_rename,
+                    inputs=[conversation, conv_name],
+                    outputs=[conv_status, conversation, conv_name],
+                ).then(**listed)
             delete_conv.click(
                 lambda current: asked(
                     app.delete_conversation_prompt(current), "当前对话还没有保存，无需删除。"
@@ -841,7 +853,13 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                 return app.feedback(current, int(data.index), data.liked, _user(request))
 
             # "multiple": a rating clicked while another is being saved is not dropped (Gradio's default).
-            chatbot.like(on_like, inputs=conversation, outputs=chat_status, trigger_mode="multiple")
+            chatbot.like(
+                on_like,
+                inputs=conversation,
+                outputs=chat_status,
+                trigger_mode="multiple",
+                show_progress="hidden",
+            )
             chatbot.select(on_select, inputs=conversation, outputs=[sources, shown]).then(**exports)
 
         with gr.Tab("知识库"):

@@ -254,18 +254,31 @@ const PHONE_WIDTH = 768;
                    "Fullscreen": "全屏", "Exit fullscreen mode": "退出全屏", "Table actions": "表格操作",
                    "Toggle Sidebar": "展开或收起侧栏", "Click to upload or drop files": "点击上传或拖放文件",
                    "chatbot conversation": "对话", "Scroll down": "滚动到底部" };
+  const TEXTS = { "processing |": "处理中 |" };  // the timer of a pending event
   const translate = (el) => {
+    if (el.nodeType === Node.TEXT_NODE) {
+      const text = el.data.trim();
+      if (TEXTS[text]) el.data = TEXTS[text];
+      return;
+    }
     for (const name of ["aria-label", "title"]) {
       const text = el.getAttribute && el.getAttribute(name);
       if (text && LABELS[text]) el.setAttribute(name, LABELS[text]);
     }
   };
+  const walk = (n) => {
+    translate(n);
+    if (n.querySelectorAll) n.querySelectorAll("[aria-label], [title]").forEach(translate);
+    if (n.nodeType === Node.ELEMENT_NODE && n.textContent.includes("processing")) {
+      const texts = document.createTreeWalker(n, NodeFilter.SHOW_TEXT);
+      for (let t = texts.nextNode(); t; t = texts.nextNode()) translate(t);
+    }
+  };
   new MutationObserver((changes) => changes.forEach((c) => {
-    if (c.type === "attributes") translate(c.target);
-    c.addedNodes.forEach((n) => n.querySelectorAll
-      && [n, ...n.querySelectorAll("[aria-label], [title]")].forEach(translate));
-  })).observe(document.documentElement,
-              { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label", "title"] });
+    if (c.type === "attributes" || c.type === "characterData") translate(c.target);
+    c.addedNodes.forEach(walk);
+  })).observe(document.documentElement, { subtree: true, childList: true, characterData: true,
+                                           attributes: true, attributeFilter: ["aria-label", "title"] });
   const isHtml = (t) => /<a class="zw-cite"|&(amp|lt|gt|quot|#x27);/.test(t);
   if (navigator.clipboard && navigator.clipboard.writeText) {
     const write = navigator.clipboard.writeText.bind(navigator.clipboard);
