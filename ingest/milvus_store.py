@@ -27,6 +27,7 @@ from zhiwen.core.index import SCHEMA_VERSION, TOKENIZER_VERSION, IndexStateError
 from zhiwen.core.milvus import (
     BM25_PARAMS,
     DENSE_INDEX,
+    MILVUS_INDEXES,
     OPEN,
     OVERLAP,
     PIECE,
@@ -48,6 +49,21 @@ _BATCH = 500  # rows per insert or upsert request
 _PLACEHOLDER = [0.0, 0.0]  # Milvus wants a vector field in every collection; the documents need none
 
 
+def _lite_readable(index: Any) -> Any:
+    """``index`` (pymilvus ``IndexParams``) with each index's parameters also sent as one ``params`` entry.
+
+    pymilvus 3 sends them flattened (``M``, ``efConstruction``, ``nlist`` …), the form a Milvus server
+    reads; Milvus Lite 3.2 reads only ``params`` and would silently build with its own defaults (HNSW
+    M = 16, IVF nlist = 128). A server accepts ``params`` too (older clients' form) with the same values.
+    """
+    for param in index:
+        configs = param.get_index_configs()  # the parameter's own dict, which create_index sends
+        params = {k: v for k, v in configs.items() if k not in ("index_type", "metric_type")}
+        if params:
+            configs["params"] = params
+    return index
+
+
 class MilvusWriter:
     """The write side of one knowledge base in Milvus; the caller holds ``store.writer_lock``."""
 
@@ -65,23 +81,20 @@ class MilvusWriter:
         state = self.state()
         return int(state["live"]) if state else 0
 
-    def create(self, dim: int, dense_kind: str) -> None:
-        """Create both collections with their indexes, unless they exist."""
+    def create(self, dim: int, dense_index: str) -> None:
+        """Create both collections with their indexes, unless they exist; ``dense_index`` is the Milvus
+        index type of the dense field (a key of ``MILVUS_INDEXES``)."""
         # Strong consistency: a server that reads the switched state row must also see the rows it names.
-        if not self.client.has_collection(self.name):
-            self.client.create_collection(
-                self.name,
-                schema=self._chunk_schema(dim),
-                index_params=self._chunk_indexes(dense_kind),
-                consistency_level="Strong",
-            )
-        if not self.client.has_collection(self.docs):
-            self.client.create_collection(
-                self.docs,
-                schema=self._docs_schema(),
-                index_params=self._docs_indexes(),
-                consistency_level="Strong",
-            )
+        for name, schema, indexes in (
+            (self.name, self._chunk_schema(dim), self._chunk_indexes(dense_index)),
+            (self.docs, self._docs_schema(), self._docs_indexes()),
+        ):
+            if not self.client.has_collection(name):
+                self.client.create_collection(name, schema=schema, consistency_level="Strong")
+                # Not sync: pymilvus would poll each index's state after a 0.5 s sleep (7.5 s for the 15
+                # indexes), and an index of an empty collection has nothing to build.
+                self.client.create_index(name, indexes, sync=False)
+                self.client.load_collection(name)
 
     def drop(self) -> None:
         """Drop both collections (a new embedding dimension cannot share the dense field)."""
@@ -125,19 +138,19 @@ class MilvusWriter:
         )
         return schema
 
-    def _chunk_indexes(self, dense_kind: str) -> Any:
+    def _chunk_indexes(self, dense_index: str) -> Any:
         index = self.client.prepare_index_params()
-        kind, params = DENSE_INDEX[dense_kind]
-        index.add_index("dense", index_type=kind, metric_type="COSINE", params=params)
+        params = MILVUS_INDEXES[dense_index][0]
+        index.add_index("dense", index_type=dense_index, metric_type="COSINE", params=params)
         index.add_index(
             "sparse",
             index_type="SPARSE_INVERTED_INDEX",
             metric_type="BM25",
-            params={"inverted_index_algo": "DAAT_MAXSCORE", **BM25_PARAMS},
+            params=BM25_PARAMS,  # the algorithm is the server's default (DAAT_MAXSCORE); Lite has its own
         )
         for name in ("chunk_id", "doc_id", "issuer", "year", "doc_type", "role", "gen_from", "gen_to"):
             index.add_index(name, index_type="INVERTED")
-        return index
+        return _lite_readable(index)
 
     def _docs_schema(self) -> Any:
         from pymilvus import DataType
@@ -384,12 +397,16 @@ def write_milvus(
     outlines: Mapping[str, Sequence[OutlineNode]],
     encode: Callable[[Sequence[Chunk]], np.ndarray],
     full: bool = False,
+    dense_index: str | None = None,
 ) -> int:
     """Make the knowledge base hold exactly ``documents`` and ``chunks``; returns the new live generation.
 
     Only documents that are new or whose text changed are written and embedded (``encode``), unless
-    ``full`` (a rebuild, or other settings), which rewrites every one. The caller holds the writer lock.
+    ``full`` (a rebuild, or other settings), which rewrites every one. A new collection's dense index is
+    ``dense_index`` (a Milvus index type), else the one ``settings.dense_index`` names. The caller holds
+    the writer lock.
     """
+    dense_index = dense_index or DENSE_INDEX[settings.dense_index]
     writer = MilvusWriter(settings)
     writer.repair()
     state = writer.state()
@@ -405,7 +422,7 @@ def write_milvus(
         # Another model with another dimension: the dense field cannot hold both, so start afresh.
         writer.drop()
         state, live = None, 0
-    writer.create(dim or 1, settings.dense_index)
+    writer.create(dim or 1, dense_index)
     gen = live + 1
     first_row = int(state["next_row"]) if state else 0
     writer.add(gen, first_row, changed, new_chunks, vectors, outlines)
@@ -416,7 +433,7 @@ def write_milvus(
         "tokenizer_version": TOKENIZER_VERSION,
         "backend": "milvus",
         "collection": writer.name,
-        "dense_index": DENSE_INDEX[settings.dense_index][0],
+        "dense_index": state.get("dense_index", dense_index) if state else dense_index,
         "dim": dim,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "counts": {"documents": len(documents), "chunks": len(chunks)},

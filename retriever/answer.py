@@ -29,7 +29,7 @@ from zhiwen.core.index import Generation
 from zhiwen.core.settings import Settings
 from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
-from zhiwen.core.vocab import issuers_named, years_named
+from zhiwen.core.vocab import issuer_mentions, issuer_names, years_named
 
 from .answerability import NO_GAPS, Gaps, MissingDetail, pieces, unmet_detail
 from .compose import Library, compose, part_answer, wanted_roles
@@ -54,17 +54,25 @@ class Scope:
 
     @classmethod
     def of(cls, question: str) -> Scope:
-        return cls(years_named(question), issuers_named(question))
+        """A body the question names as a partner ("和人民银行等部门", "会同卫健委") is not its scope."""
+        bodies = [
+            body
+            for body, start, end in issuer_mentions(question)
+            if not _PARTNER_BEFORE.search(question[:start]) and not question[end:].startswith("等")
+        ]
+        return cls(years_named(question), tuple(dict.fromkeys(bodies)))
 
     def admits(self, hit: Hit) -> bool:
         """A hit answers in scope only if it is of that year (its document's, or one the passage names) and
-        that body: the document's issuer, or the body the passage's own sentence opens with. A body merely
-        mentioned ("报**证监局辅导备案") does not make a 市局 passage the 证监局's."""
+        that body, by any of its names (税务总局 for 税务局): the document's issuer, or the body the
+        passage's own sentence or heading opens with, after a place (重庆市税务局). A body merely mentioned
+        ("报**证监局辅导备案") does not make a 市局 passage the 证监局's."""
         where = f"{hit.title} {hit.doc_id} {hit.context} {hit.text} {hit.meta.get('issuer') or ''}"
         year_ok = all(y == str(hit.meta.get("year")) or y in where for y in self.years)
+        issued = f"{hit.title} {hit.doc_id} {hit.meta.get('issuer') or ''}"
         issuer_ok = all(
-            i in f"{hit.title} {hit.doc_id} {hit.meta.get('issuer') or ''}" or _acts(i, hit.text)
-            for i in self.issuers
+            any(name in issued for name in issuer_names()[body]) or _acts(body, f"{hit.context}\n{hit.text}")
+            for body in self.issuers
         )
         return year_ok and issuer_ok
 
@@ -73,12 +81,27 @@ class Scope:
         return "、".join([f"{y}年" for y in self.years] + list(self.issuers))
 
 
+_PARTNER_BEFORE = re.compile(r"(?:和|与|同|跟|及|、|会同|联合|配合|协同)$")
+_SENTENCE_STARTS = re.compile(r"[。！？；，：\s]")
+_PROVINCES = (
+    "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|海南|四川|"
+    "贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|香港|澳门"
+)
+# What may stand before a body's name where it acts: the nation, then up to two places (重庆市, 南阳市).
+_QUALIFIER = rf"(?:国家|中国|全国)?(?:(?:{_PROVINCES})(?:省|市|自治区)?|[\u4e00-\u9fff]{{2,6}}?(?:省|市|自治区|区|县|州|盟)){{0,2}}"
+
+
+@cache
+def _acting(body: str) -> re.Pattern[str]:
+    names = "|".join(sorted(map(re.escape, issuer_names()[body]), key=len, reverse=True))
+    return re.compile(rf"^\**{_QUALIFIER}(?:{names})")
+
+
 def _acts(body: str, text: str) -> bool:
-    """Whether a sentence of ``text`` opens with ``body`` (after anonymisation marks): the body acts there."""
-    return any(sentence.lstrip("*").startswith(body) for sentence in _SENTENCE_STARTS.split(text))
-
-
-_SENTENCE_STARTS = re.compile(r"[。！？；，\n]")
+    """Whether a sentence or clause of ``text`` opens with ``body`` (after anonymisation marks and a
+    place): the body acts there."""
+    opens = _acting(body)
+    return any(opens.match(clause) for clause in _SENTENCE_STARTS.split(text))
 
 
 # How much more relevant the best passage must be when the question's most specific subject word is

@@ -35,11 +35,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zhiwen.core.text import sentences
 from zhiwen.core.tokenize import domain_tagger, general_tokenizer, stopwords
-from zhiwen.core.vocab import issuers_named, years_named
+from zhiwen.core.vocab import without_issuers, years_named
 
 from .intent import cue_words, generic_words
 from .topics import Glossary
@@ -53,6 +53,44 @@ COMPOUND_BONUS = 2.0
 # other subject words, weighed by specificity. Chosen on the golden set.
 EVERYDAY_IDF = 13.0
 HELD_SHARE = 0.5
+# What follows the word whose figure or holder a question asks for: "利率是多少", "院长是谁", "额度最高多少",
+# "存款余额是多少" (余额, 金额 and 比例 are cue words, never subject words: the word before them is).
+_MEASURED_CUE = (
+    r"(?:余额|金额|比例)?(?:是|为|有|要|能|可以|可|会|最高|最多|最低|一般|大概|具体|每年|每月|每张|每家|每户|每人)*"
+    r"(?:多少|是谁|几[个家天年次项种]|多高|多大|多长|多久|百分之几)"
+)
+# How a person asks what to do about their own affairs (how to activate, unfreeze, apply; is it worth it;
+# should I): a question no work report answers unless it names the report's own subject.
+_PERSONAL = re.compile(
+    r"划算|值得|值不值|要不要|该不该|怎么才能|如何才能|能不能|可不可以|需要带|要带什么|激活|解冻|挂失|补办|"
+    r"怎么算|怎么办理|如何办理|怎么申请|如何申请|怎么查|如何查询|怎么收费|什么时候开通|怎么开通|怎么注册"
+)
+# The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
+# 手续费, 利率, 国债). 券 and 金 are left out: 购物券 and 本金 are how people paraphrase 消费券 and 还本.
+INSTRUMENTS = ("税", "险", "卡", "费", "率", "债")
+_ASIDE = re.compile(r"[（(][^（）()]*[）)]")
+# Words naming only the kind of figure asked (规模有多大, 金额是多少): the question's other words say of what.
+MEASURES = frozenset(
+    [
+        "规模",
+        "数量",
+        "总数",
+        "数目",
+        "总量",
+        "总额",
+        "次数",
+        "人数",
+        "户数",
+        "家数",
+        "金额",
+        "数额",
+        "数字",
+        "时间",
+        "期限",
+        "年限",
+        "时长",
+    ]
+)
 # A sentence this short is an item's headline; its figures follow in the next sentence.
 HEADLINE_CHARS = 20
 _NOUN = re.compile(r"^(n|vn|j|eng)")  # nouns (n, nr, ns, nt, nz), verbal nouns, abbreviations, Latin
@@ -67,8 +105,8 @@ Contexts = Callable[[str], Iterable[str]]  # term -> passages of the knowledge b
 @dataclass(frozen=True)
 class Subject:
     """One word a question asks about; ``specificity`` is its general-language IDF; ``decisive`` means
-    it names one thing exactly (Latin letters in a Chinese question); ``quoted`` that the question quotes
-    it."""
+    its absence settles the question (Latin letters in a Chinese question name one thing exactly; a
+    ``measured`` word is what the question wants a figure of); ``quoted`` that the question quotes it."""
 
     word: str
     specificity: float
@@ -105,8 +143,9 @@ def subjects(question: str, glossary: Glossary, english: bool = False) -> list[S
     ``english``: in an English question a Latin word proves nothing (the documents are Chinese).
     """
     text = _QUOTED.sub(" ", question)
-    for name in (*(f"{y}年" for y in years_named(question)), *issuers_named(question)):
-        text = text.replace(name, " ")
+    for year in years_named(question):
+        text = text.replace(f"{year}年", " ")
+    text = without_issuers(text)
     drop = stopwords() | generic_words()
     cues = cue_words()
     words = [
@@ -202,15 +241,42 @@ def covered(subject: Subject, contexts: Contexts, glossary: Glossary) -> bool:
     return any(subject.quoted or covers(passage, name) for name in names for passage in contexts(name))
 
 
+def measured(question: str, found: Sequence[Subject]) -> Subject | None:
+    """The subject word whose figure or holder ``question`` asks for: the one right before its cue (利率 in
+    "贷款利率是多少", 院长 in "院长是谁"), unless it names only the kind of figure (``MEASURES``: 规模)."""
+    for subject in found:
+        named = not subject.quoted and subject.word not in MEASURES
+        if named and re.search(re.escape(subject.word) + _MEASURED_CUE, question):
+            return subject
+    return None
+
+
 def uncovered_subject(
     question: str, contexts: Contexts, glossary: Glossary, english: bool = False
 ) -> Subject | None:
-    """The subject word of ``question`` the knowledge base lacks, or None.
+    """The subject word of ``question`` the knowledge base lacks, or None. In this order:
 
-    That is the most specific subject word when it is at least ``MIN_IDF`` specific, uncovered and not
-    ``paraphrased``, else the first decisive word (Latin) that is uncovered.
+    - a ``measured`` word the knowledge base lacks, decisive: the question wants a figure of a thing no
+      document names (面额, 利率), whatever else it shares with them;
+    - the most specific subject word of a personal how-to question (``_PERSONAL``: "银行卡被冻结了怎么
+      解冻？"), decisive when uncovered: work reports say what an office did, never how a person handles
+      their own card, loan or policy, so no paraphrase of them asks that way;
+    - a most specific subject word naming a tax, an insurance, a card, a fee, a rate or a bond
+      (``INSTRUMENTS``: 房地产税, 重疾险), decisive when uncovered: an instrument is called by its name,
+      and a report that covers it uses that name;
+    - the most specific subject word when it is at least ``MIN_IDF`` specific, uncovered and not
+      ``paraphrased`` (not decisive: it raises the relevance bar);
+    - else the first decisive word (Latin) that is uncovered.
     """
     found = subjects(question, glossary, english)
+    asked = measured(question, found)
+    if asked is not None and not covered(asked, contexts, glossary):
+        return replace(asked, decisive=True)
+    first = found[0] if found and not found[0].quoted else None
+    # "（微信端）" qualifies a question, it names no subject
+    personal = first is not None and _PERSONAL.search(question) and first.word in _ASIDE.sub(" ", question)
+    if first and (personal or first.word.endswith(INSTRUMENTS)) and not covered(first, contexts, glossary):
+        return replace(first, decisive=True)
     top = [s for s in found[:1] if s.specificity >= MIN_IDF]
     for subject in top + [s for s in found if s.decisive and s not in top]:
         if not covered(subject, contexts, glossary) and not paraphrased(subject, found, contexts, glossary):
@@ -274,7 +340,34 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"多少|(?<!哪)几(?:个|家|户|次|期|项|件|条|名|位|人|届|种|倍|笔|批|支|所|份|篇|年|天|成)"
         r"|多大|多高|多长|多久|百分之几"
     ),
+    # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
+    "具体名称": re.compile(
+        r"哪(?:一|几)?(?:家|个|所)[\u4e00-\u9fff]{0,4}?(?P<kind>银行|法院|交易所|医院|大学|保险公司)"
+    ),
 }
+# Banks and courts in general, not by name: "我市中小银行" names no bank. (人民法院 is left out: "被告
+# 住所地人民法院" is how a statute names the court.)
+GENERIC_NAMES = frozenset(
+    [
+        "中小银行",
+        "村镇银行",
+        "商业银行",
+        "政策性银行",
+        "国有银行",
+        "股份制银行",
+        "地方银行",
+        "外资银行",
+        "大银行",
+        "小银行",
+        "各银行",
+        "有关银行",
+        "相关银行",
+        "部分银行",
+        "合作银行",
+        "各级法院",
+        "证券交易所",
+    ]
+)
 
 
 def detail_given(kind: str, question: str, clause: str) -> bool:
@@ -284,10 +377,30 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return bool(_DATE.search(clause))
     if kind == "名次":
         return bool(re.search(r"第[一二三四五六七八九十\d]+", clause))
+    if kind == "具体名称":
+        asked = DETAILS[kind].search(question)
+        return bool(asked and names_of(asked["kind"], clause, question))
     units = next((unit for cue, unit in UNITS if cue.search(question)), "")
     if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
         return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}", clause))
     return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之", clause))  # 50余次, 5000多家
+
+
+def names_of(kind: str, clause: str, question: str) -> list[str]:
+    """The names of a ``kind`` (银行) in ``clause``: a word ending in it, or the kind after a noun or an
+    anonymised name (市农商银行 gives 农商银行, *银行 stays *银行), leaving out kinds in general
+    (``GENERIC_NAMES``: 中小银行) and names the question gives itself."""
+    tagged = list(domain_tagger().cut(clause))
+    found = []
+    for at, (word, _) in enumerate(tagged):
+        if not word.endswith(kind):
+            continue
+        before, flag = tagged[at - 1] if at else ("", "")
+        if word == kind and (_NOUN.match(flag) or before.endswith("*")):
+            word = before[-1] + kind if before.endswith("*") else before + kind
+        if word != kind and word not in GENERIC_NAMES and word not in question:
+            found.append(word)
+    return found
 
 
 def asked_detail(question: str) -> str:

@@ -10,8 +10,12 @@ rules, in this order:
   subject, and retrieval prefers the previous answer's passages and their sections;
 - **subject swap** ("那X呢"): the previous question with its subject (or year, or issuing body) replaced
   by X;
-- **elliptical**: a short question with no subject of its own ("学了哪些材料？") borrows the previous
-  question's subject and prefers the previous answer's sections.
+- **elliptical**: a question with no subject of its own ("目的是什么？", "营造了什么氛围？") borrows the
+  previous question's subject and prefers the previous answer's sections. Its own subject is what is
+  left of its words once question cues, fillers, generic words and aspect words (目的, 成效, 氛围: the
+  [aspect] section of ``core/data/question_cues.txt``) are taken out; it is a subject when it can be
+  searched for on its own: a year, an issuing body, a term of the glossary or the domain dictionary, a
+  word the knowledge base holds, or a word too specific to be anything but a subject (``PARAPHRASE_IDF``).
 
 Anything else is a question of its own and is left exactly as asked. The previous turn is given as its
 ``Previous``: its own resolution and the answer it got, which ``answer.ask`` re-derives from the plain
@@ -25,15 +29,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from zhiwen.core.tokenize import domain_words
 from zhiwen.core.types import Answer, OutlineNode, outline_path
 from zhiwen.core.vocab import issuers_named, years_named
 
-from .answerability import MIN_IDF, joined_words, subjects
+from .answerability import joined_words, subjects
 from .compose import Library, listed_parts
-from .intent import generic_words, understand
+from .intent import aspect_words, generic_words, understand
 from .topics import load_glossary
 
 if TYPE_CHECKING:  # langchain_core (and pydantic) load only when an LLM is used
@@ -43,11 +47,10 @@ if TYPE_CHECKING:  # langchain_core (and pydantic) load only when an LLM is used
 Kind = Literal["standalone", "ordinal", "anaphora", "subject_swap", "elliptical", "llm"]
 KINDS: tuple[Kind, ...] = ("ordinal", "anaphora", "subject_swap", "elliptical")  # the rules, in order
 MESSAGE_ROLES = ("user", "assistant")
+# A subject word the knowledge base does not hold still names the question's own subject when it is at
+# least this specific in general language (年轻人, 10.3: about 1 word in 30,000), as 文件 (9.5) does not.
+PARAPHRASE_IDF = 10.0
 MAX_DEPTH = 3  # earlier turns re-derived to understand the last one ("第三项呢？" → "其中第二点")
-SHORT = (
-    9  # at most this many characters (punctuation aside) may lean on the previous one: "推广了哪些业务模式？"
-)
-# does; "金融促进消费有哪些措施？" (11) is a new question of plain words, not a follow-up
 MAX_CONTEXT_CHARS = 600  # of each earlier answer, in the LLM's condensing prompt
 
 _NUMERAL = "一二三四五六七八九十两0123456789"
@@ -65,6 +68,13 @@ _SWAP = re.compile(
 _DEPENDENT_START = re.compile(r"^(?:那么?|其中|还有|另外|此外|具体)")
 _PUNCT = "？?。！!，, "
 _PREPOSITIONS = frozenset({"在", "对", "于", "关于", "为", "就", "从"})
+
+
+class Holdings(Library, Protocol):
+    """What ``resolve`` reads of the knowledge base: outlines and texts (for ordinals), and whether a
+    word occurs in it at all (``core.index.Generation`` has all three)."""
+
+    def mentions(self, term: str) -> bool: ...
 
 
 class HistoryError(ValueError):
@@ -147,17 +157,16 @@ def standalone(question: str) -> Resolution:
     return Resolution(question, subject=_topic(question))
 
 
-def resolve(question: str, previous: Callable[[], Previous | None], library: Library) -> Resolution:
+def resolve(question: str, previous: Callable[[], Previous | None], library: Holdings) -> Resolution:
     """How ``question`` is understood after the turn ``previous()`` gives (None: it is the first).
 
     ``previous`` is called only when the question looks like a follow-up, so a standalone question costs
-    nothing. ``library`` gives the outlines an ordinal's items are read from.
+    nothing. ``library`` gives the outlines an ordinal's items are read from, and tells whether a word
+    of the question occurs in the knowledge base.
     """
+    elliptical = _elliptical(question, library)
     looks_dependent = bool(
-        _ORDINAL.search(question)
-        or _DEMONSTRATIVE.search(question)
-        or _SWAP.match(question)
-        or _elliptical(question)
+        _ORDINAL.search(question) or _DEMONSTRATIVE.search(question) or _SWAP.match(question) or elliptical
     )
     before = previous() if looks_dependent else None
     if before is None:
@@ -173,7 +182,7 @@ def resolve(question: str, previous: Callable[[], Previous | None], library: Lib
         if swapped != before.resolution.question:
             new = swap["x"].strip()
             return Resolution(swapped, "subject_swap", swapped, subject=_topic(swapped) or new)
-    if _elliptical(question) or _ORDINAL.search(question):
+    if elliptical or _ORDINAL.search(question):
         return _borrow(question, before, library)
     return standalone(question)
 
@@ -249,7 +258,7 @@ def _anaphora(question: str, before: Previous, library: Library) -> Resolution:
 
 
 def _borrow(question: str, before: Previous, library: Library) -> Resolution:
-    """A short question leaning on the previous one: its scope and subject, and its answer's sections."""
+    """A question leaning on the previous one: its scope and subject, and its answer's sections."""
     asked = before.resolution.question
     scope = "".join([*(f"{y}年" for y in years_named(asked)), *issuers_named(asked)])
     scope = "" if (years_named(question) or issuers_named(question)) else scope
@@ -264,20 +273,41 @@ def _borrow(question: str, before: Previous, library: Library) -> Resolution:
     )
 
 
-def _elliptical(question: str) -> bool:
-    """Whether a question is too short and too vague to stand alone: it opens like a continuation
-    ("那么", "其中", "具体"), or it is short and names nothing specific (no subject word at least
-    ``MIN_IDF`` specific, no term of the glossary or the domain dictionary, no year, no issuing body)."""
+def _elliptical(question: str, library: Holdings) -> bool:
+    """Whether a question cannot stand alone: it opens like a continuation ("那么", "其中", "具体"), or
+    it has no subject of its own (``own_subject``)."""
     text = question.strip(_PUNCT)
-    if _DEPENDENT_START.match(text):
-        return True
-    if len(text) > SHORT or years_named(text) or issuers_named(text):
-        return False
+    return bool(_DEPENDENT_START.match(text)) or not own_subject(text, library)
+
+
+def own_subject(question: str, library: Holdings) -> str:
+    """The first word of ``question`` that names what it asks about and can be searched for on its own;
+    "" when it has none.
+
+    A year or an issuing body, a term of the glossary (科技金融) or a word of the domain dictionary
+    names a subject; so does any other subject word (question cues, fillers, generic words and aspect
+    words such as 目的, 成效, 氛围 taken out) that the knowledge base holds ("金融促进消费有哪些措施？":
+    消费), or that is at least ``PARAPHRASE_IDF`` specific though the knowledge base does not hold it.
+    What is left of "目的是什么？" or "营造了什么氛围？" is nothing to search for.
+    """
+    named = [*years_named(question), *issuers_named(question)]
+    if named:
+        return str(named[0])
     glossary = load_glossary()
-    if glossary.matches(text):  # a term of art (科技金融, 绿色金融) is a subject of its own
-        return False
-    words = subjects(text, glossary)
-    return all(s.specificity < MIN_IDF and s.word not in domain_words() for s in words)
+    if terms := glossary.matches(question):  # a term of art (科技金融, 绿色金融) is a subject of its own
+        start, end, _ = terms[0]
+        return question[start:end]
+    aspects = aspect_words()
+    for found in subjects(question, glossary):
+        if found.word in aspects:
+            continue
+        if library.mentions(found.word) or found.word in domain_words():
+            return found.word  # BM25 finds the passages that use it
+        if found.specificity >= PARAPHRASE_IDF:
+            return (
+                found.word
+            )  # a thing the reports name otherwise (年轻人 for 年轻干部): dense search finds it
+    return ""
 
 
 def swap_subject(asked: str, new: str) -> str:

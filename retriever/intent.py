@@ -17,7 +17,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-from zhiwen.core.vocab import issuers_named, years_named
+from zhiwen.core.vocab import issuers_named, without_issuers, years_named
 
 Intent = Literal["list", "fact", "problem", "plan", "definition"]
 Facet = Literal["done", "problem", "plan", "any"]
@@ -36,7 +36,8 @@ FACET_OF: dict[Intent, Facet] = {
     "definition": "any",
 }
 FILLERS = ("leading", "trailing")  # words of no intent, trimmed from the topic
-SECTIONS = (*INTENT_ORDER, "measures", *FILLERS, "generic")
+UNMATCHED = ("generic", "aspect")  # sections read as word lists, never matched as cues in a question
+SECTIONS = (*INTENT_ORDER, "measures", *FILLERS, *UNMATCHED)
 
 _CUE = re.compile(r"[\w'+\-]+")  # \w includes Chinese characters
 _LATIN = re.compile(r"[A-Za-z]")
@@ -121,7 +122,7 @@ def _alternatives(words: list[str]) -> str:
 def _matcher() -> _Matcher:
     """The packaged cues as two regexes, Chinese cues anywhere and English ones as whole words."""
     cues = load_cues(cue_file())
-    words = [c for c, s in cues.items() if s not in (*FILLERS, "generic")]
+    words = [c for c, s in cues.items() if s not in (*FILLERS, *UNMATCHED)]
     english = _alternatives([w for w in words if _LATIN.search(w)])
     return _Matcher(
         chinese=re.compile(_alternatives([w for w in words if not _LATIN.search(w)])),
@@ -161,8 +162,9 @@ def understand(question: str) -> QuestionIntent:
 
     cue_chars = {i for m in spans for i in range(m.start(), m.end())}
     rest = "".join(" " if i in cue_chars else c for i, c in enumerate(question))
-    for name in (*(f"{y}年" for y in years), *sorted(issuers, key=len, reverse=True)):
-        rest = rest.replace(name, " ")
+    for year in years:
+        rest = rest.replace(f"{year}年", " ")
+    rest = without_issuers(rest)
     pieces = (_trim(p, matcher) for p in _PIECE.findall(rest))
 
     latin, cjk = len(_LATIN.findall(question)), len(_CJK.findall(question))
@@ -179,8 +181,19 @@ def understand(question: str) -> QuestionIntent:
 
 @lru_cache(maxsize=1)
 def cue_words() -> frozenset[str]:
-    """Every Chinese cue of the cue file: words that say what a question wants, never what it is about."""
-    return frozenset(cue for cue in load_cues(cue_file()) if not _LATIN.search(cue))
+    """Every Chinese cue of the cue file but the [aspect] words: words that say what a question wants,
+    never what it is about."""
+    return frozenset(
+        cue
+        for cue, section in load_cues(cue_file()).items()
+        if not _LATIN.search(cue) and section != "aspect"
+    )
+
+
+@lru_cache(maxsize=1)
+def aspect_words() -> frozenset[str]:
+    """Words that ask about one side of a subject and never name it (目的, 成效, 氛围): the [aspect] section."""
+    return frozenset(cue for cue, section in load_cues(cue_file()).items() if section == "aspect")
 
 
 @lru_cache(maxsize=1)

@@ -1,19 +1,19 @@
 """A writer of a Milvus Lite knowledge base that kills itself (SIGKILL) after one step of an ingest.
 
-Run by ``test_milvus.py`` in a child process, since Milvus Lite serves a file to one process:
-``python milvus_crash.py DB STEP``. A new DB first gets a finished ingest of two documents; an existing
-one is checked first (what a reader sees, then ``repair``, then what it sees again, printed as one JSON
-line). Then STEP ``add``, ``retire`` or ``switch`` runs an ingest that replaces one document and adds
-one, killed right after that step; ``check`` stops after the check. The vectors are random unit vectors:
-what is tested is the generation switch, not the model.
+``test_milvus.py`` runs ``run(DB, STEP, report)`` in a child process (Milvus Lite serves a file to one
+process), forked from a server process that imported this module, and with it Zhiwen and pymilvus,
+once: each child then starts in a second or two rather than ten. A new DB first gets a finished ingest
+of two documents; an existing one is checked first (what a reader sees, then ``repair``, then what it
+sees again, sent through ``report`` as one dict). Then STEP ``add``, ``retire`` or ``switch`` runs an
+ingest that replaces one document and adds one, killed right after that step; ``check`` stops after
+the check. The vectors are random unit vectors: what is tested is the generation switch, not the model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ def seen(settings: Settings) -> dict:
     }
 
 
-def main(db: str, step: str) -> None:
+def run(db: str, step: str, report: Connection) -> None:
     settings = Settings(index_dir=Path(db).parent / "index", backend="milvus", milvus_uri=db)
     signature = index_signature(settings)
     old = [document("a.txt", "推进绿色金融改革创新。"), document("b.txt", "加强普惠金融服务。")]
@@ -57,10 +57,9 @@ def main(db: str, step: str) -> None:
     else:
         before = seen(settings)
         repaired = MilvusWriter(settings).repair()
-        report = {"before": before, "repaired": repaired, "after": seen(settings)}
-        print(json.dumps(report, ensure_ascii=False), flush=True)
+        report.send({"before": before, "repaired": repaired, "after": seen(settings)})
     if step == "check":
-        return
+        os._exit(0)  # at once: a normal exit would wait seconds for Milvus Lite's idle server threads
     writer = MilvusWriter(settings)
     state = writer.state()
     live, gen = int(state["live"]), int(state["live"]) + 1
@@ -72,7 +71,3 @@ def main(db: str, step: str) -> None:
         if step != "retire":
             writer.switch(gen, {**state, "counts": {"documents": 3, "chunks": 3}, "next_row": 99})
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])

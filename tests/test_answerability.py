@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zhiwen.core.types import Hit
+from zhiwen.core.types import Hit, Refusal
 from zhiwen.retriever.answer import SUBJECT_MARGIN, evidence, extractive_answer, near_miss
 from zhiwen.retriever.answerability import (
     Gaps,
@@ -71,18 +71,30 @@ def hit(text: str, dense: float) -> Hit:
 
 def test_an_uncovered_subject_raises_the_bar_and_is_named():
     glossary = load_glossary()
-    subject = uncovered_subject("车辆购置税减免政策是什么？", contexts, glossary)
+    question = "二手车交易平台有什么支持？"
+    subject = uncovered_subject(question, contexts, glossary)
+    assert subject is not None and subject.word == "二手车" and not subject.decisive
     hits = [hit(KB[1], 0.85)]
-    found = evidence("车辆购置税减免政策是什么？", hits, Gaps(subject=subject))
+    found = evidence(question, hits, Gaps(subject=subject))
     refusal = found.refusal(0.84)
-    assert refusal is not None and refusal.rule == "subject" and refusal.detail == "购置税"
+    assert refusal is not None and refusal.rule == "subject" and refusal.detail == "二手车"
     assert found.refusal(0.85 - SUBJECT_MARGIN) is None, "a passage relevant enough still answers"
     assert evidence("汽车消费金融有什么支持？", hits).refusal(0.84) is None
     # a year in scope does not rescue it: the subject is still missing
-    in_scope = evidence(
-        "2022年车辆购置税减免政策是什么？", [hit("2022年" + KB[1], 0.85)], Gaps(subject=subject)
-    )
+    in_scope = evidence("2022年" + question, [hit("2022年" + KB[1], 0.85)], Gaps(subject=subject))
     assert in_scope.refusal(0.84).rule == "subject"
+
+
+def test_an_instrument_the_kb_lacks_is_decisive_whatever_the_relevance():
+    glossary = load_glossary()
+    subject = uncovered_subject("车辆购置税减免政策是什么？", contexts, glossary)
+    assert subject is not None and subject.word == "购置税" and subject.decisive
+    found = evidence("2022年车辆购置税减免政策是什么？", [hit("2022年" + KB[1], 0.95)], Gaps(subject=subject))
+    assert found.refusal(0.84) == Refusal("subject", 0.95, "购置税")
+    assert uncovered_subject("个人住房贷款利率是多少？", contexts, glossary).word == "利率", (
+        "measured, lacking"
+    )
+    assert uncovered_subject("个人住房贷款余额是多少？", contexts, glossary) is None, "measured, held"
 
 
 def test_near_miss_quotes_what_the_kb_covers_nearby():

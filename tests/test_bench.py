@@ -22,3 +22,19 @@ def test_bench_scale_section_prints_a_table(tmp_path):
     assert len(table) == 3  # wall-clock and CPU latency, then recall and memory
     assert "300 chunks, flat: hybrid p50 / p95 / p99 ms, CPU" in table[1]
     assert "300 chunks, flat: dense recall@10 vs exact" in table[2] and "1.000" in table[2]
+
+
+def test_bench_memory_prints_each_stage_on_the_corpus_index(corpus_settings):
+    args = ["eval", "bench", "memory", "--index", str(corpus_settings.index_dir)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("faiss")
+    assert [line.split(":")[0].strip() for line in lines[1:]][:2] == [
+        "imports",
+        "model and 151 question vectors",
+    ]
+    assert any(
+        line.strip().startswith("first search (87 chunks): ") and "MB resident" in line for line in lines
+    )
+    assert "peak" in lines[-1]

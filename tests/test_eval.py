@@ -456,7 +456,9 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
     assert (tmp_path / "trec" / "ncpqa.document.window-hybrid.run").exists()
 
 
-@pytest.mark.parametrize(("name", "negatives", "questions"), [("refusal", 70, 157), ("refusal2", 38, 72)])
+@pytest.mark.parametrize(
+    ("name", "negatives", "questions"), [("refusal", 70, 157), ("refusal2", 38, 72), ("refusal3", 44, 88)]
+)
 def test_the_blind_refusal_sets_load_with_their_categories(name: str, negatives: int, questions: int):
     data = load_dataset(name)
     found = [q for q in data.queries if q.negative]

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 import zhiwen.core
-from zhiwen.retriever.intent import CueFileError, cue_file, generic_words, load_cues, understand
+from zhiwen.retriever.intent import (
+    CueFileError,
+    aspect_words,
+    cue_file,
+    cue_words,
+    generic_words,
+    load_cues,
+    understand,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -249,8 +257,11 @@ def test_cues_load_from_the_core_package():
         "leading",
         "trailing",
         "generic",
+        "aspect",
     }
     assert {"金融", "党组"} <= generic_words() and not generic_words() & {"措施怎么解决", "问题"}
+    assert {"目的", "氛围"} <= aspect_words() and not aspect_words() & cue_words(), "aspects are no cues"
+    assert understand("营造了什么氛围？").topic == "营造 氛围", "nor are they trimmed from the topic"
 
 
 @pytest.mark.parametrize(

@@ -77,10 +77,10 @@ def test_question_tokenizer_gives_the_full_tokenizers_ids(embedder):
 
 
 def _asked() -> list[str]:
-    """Every question of the golden, refusal and follow-up sets (the texts the subject rule reads)."""
+    """Every question of eval/data: the golden, holdout, refusal, follow-up, answer and English sets."""
     asked = []
-    for name in ("golden", "holdout", "refusal", "refusal2", "followups", "answers", "english"):
-        for line in (REPO / "eval" / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+    for path in sorted((REPO / "eval" / "data").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             asked += [row[key] for key in ("query", "resolved") if isinstance(row.get(key), str)]
             asked += row.get("turns", [])

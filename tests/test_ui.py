@@ -19,7 +19,7 @@ from zhiwen.ingest.pipeline import ingest_paths
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import REFUSAL
 from zhiwen.ui.app import ZhiwenApp, launch, parse_auth, prepare, reveal_prefixes
-from zhiwen.ui.conversations import new_conversation
+from zhiwen.ui.conversations import feedback_values, new_conversation
 from zhiwen.ui.render import answer_html, escape, position_label
 
 pytestmark = pytest.mark.slow
@@ -158,7 +158,9 @@ def test_filters_limit_the_answer_to_the_chosen_document(shared: ZhiwenApp) -> N
     assert cited == {doc} and record["filters"] == {"doc_id": [doc]}
 
 
-def test_feedback_is_recorded_against_the_answer_clicked(shared: ZhiwenApp, tmp_path: Path) -> None:
+def test_feedback_is_recorded_against_the_answer_clicked_and_kept_with_it(
+    shared: ZhiwenApp, tmp_path: Path
+) -> None:
     app = ZhiwenApp(shared.settings.replace(index_dir=tmp_path / "index"), shared.retriever)
     _, _, conversation, _ = run_chat(app, "如何支持新市民金融？")[-1]
     _, _, conversation, _ = run_chat(app, "金融促进消费有哪些措施？", conversation)[-1]
@@ -176,6 +178,16 @@ def test_feedback_is_recorded_against_the_answer_clicked(shared: ZhiwenApp, tmp_
     assert "[1]" in entry["answer"] and entry["conversation"] == conversation["id"]
     assert entry["citations"][0]["n"] == 1 and entry["citations"][0]["text"] in entry["answer"]
     assert entry["time"].endswith("+00:00")
+    # The ratings are saved with the conversation, so reopening it shows them; "" takes one back.
+    assert feedback_values(app.open_conversation(None, conversation["id"])) == ["Like", "Dislike"]
+    assert "已撤销" in app.feedback(conversation, 3, "")
+    last = (tmp_path / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[-1]
+    assert json.loads(last)["rating"] == "withdrawn"
+    assert feedback_values(app.open_conversation(None, conversation["id"])) == ["Like", None]
+    # A later answer, asked from the conversation as it was before the ratings, keeps them.
+    _, _, longer, _ = run_chat(app, "如何防范化解金融风险？", conversation)[-1]
+    assert feedback_values(longer) == ["Like", None, None]
+    assert feedback_values(app.open_conversation(None, conversation["id"])) == ["Like", None, None]
 
 
 def test_conversations_are_saved_per_user_and_reopened(shared: ZhiwenApp, tmp_path: Path) -> None:
@@ -192,6 +204,29 @@ def test_conversations_are_saved_per_user_and_reopened(shared: ZhiwenApp, tmp_pa
         -1
     ][2]
     assert len(again["messages"]) == 4 and app.history("alice")[0][1] == mine["id"]
+
+
+def test_conversations_are_renamed_and_deleted_per_user(shared: ZhiwenApp, tmp_path: Path) -> None:
+    app = ZhiwenApp(shared.settings.replace(index_dir=tmp_path / "index"), shared.retriever)
+    _, _, mine, _ = run_chat(app, "如何支持新市民金融？", user="alice")[-1]
+    _, _, theirs, _ = run_chat(app, "如何支持新市民金融？", user="bob")[-1]
+    note, named = app.rename_conversation("alice", mine, "  新市民  金融笔记 ")
+    assert "已重命名为“新市民 金融笔记”" in note and named["title"] == "新市民 金融笔记"
+    assert named["messages"] == mine["messages"] and named["updated"] == mine["updated"]
+    assert app.history("alice")[0][0].startswith("新市民 金融笔记 · ")
+    assert app.history("bob")[0][0].startswith("如何支持新市民金融？ · "), "bob's own is unchanged"
+    for bad, reason in (("   ", "请输入对话的新名称"), ("名" * 61, "名称太长：61 个字符")):
+        note, same = app.rename_conversation("alice", named, bad)
+        assert reason in note and "zw-error" in note and same is named
+    assert "还没有内容" in app.rename_conversation("alice", new_conversation(), "空")[0]
+    prompt = app.delete_conversation_prompt(named)
+    assert prompt == "确定要删除对话“新市民 金融笔记”（1 轮问答）吗？删除后无法恢复。"
+    assert app.delete_conversation_prompt(new_conversation()) is None
+    assert "已删除对话“新市民 金融笔记”" in app.delete_conversation("alice", named)
+    assert app.history("alice") == [] and app.open_conversation("alice", named["id"])["answers"] == []
+    assert [cid for _, cid in app.history("bob")] == [theirs["id"]], "bob's history is his own"
+    app.delete_conversation("alice", theirs)  # alice cannot delete bob's: ids are looked up per user
+    assert [cid for _, cid in app.history("bob")] == [theirs["id"]]
 
 
 def test_export_numbers_citations_once_and_lists_exact_sources(shared: ZhiwenApp, tmp_path: Path) -> None:
@@ -265,8 +300,20 @@ def test_delete_asks_first_and_a_deleted_document_can_be_restored(fresh: ZhiwenA
     assert "✓ 已恢复" in fresh.restore(key)
     assert "删除我.md" in fresh.doc_ids() and (fresh.uploads_dir / "删除我.md").read_text(encoding="utf-8")
     assert fresh.trash_choices() == [] and "回收站中没有" in fresh.restore(key)
+    assert fresh.empty_trash_prompt() is None and "回收站已经是空的" in fresh.empty_trash()
     top = fresh.retrieval_test("星河渔业互助基金的首期规模是多少？", "hybrid", 1)[0][0]
     assert top[7] == "待删除" and UNIQUE_FACT in top[9]
+
+
+def test_emptying_the_trash_removes_its_documents_for_good(fresh: ZhiwenApp, tmp_path: Path) -> None:
+    for name in ("甲.md", "乙.md"):
+        (tmp_path / name).write_text(f"# {name}\n{UNIQUE_FACT}{name}\n", encoding="utf-8")
+        fresh.upload([str(tmp_path / name)])
+        fresh.delete(name)
+    assert fresh.empty_trash_prompt() == "确定要清空回收站吗？其中的 2 篇文档将被永久删除，无法恢复。"
+    assert "✓ 已清空回收站：永久删除 2 篇文档" in fresh.empty_trash()
+    assert fresh.trash_choices() == [] and not any(fresh.kb.trash_dir.iterdir())
+    assert "甲.md" not in fresh.doc_ids() and not (fresh.uploads_dir / "甲.md").exists()
 
 
 def test_rebuild_keeps_every_document(fresh: ZhiwenApp) -> None:

@@ -36,11 +36,14 @@ from .conversations import (
     ConversationStore,
     add_turn,
     answer_from_dict,
+    blank_conversation,
+    feedback_values,
     history_label,
     new_conversation,
+    renamed,
     turn_of_message,
 )
-from .export import to_markdown, write_docx
+from .export import md_escape, to_markdown, write_docx
 from .kb import KnowledgeBase, open_knowledge_base, report_summary
 from .keys import KeyStore, keys_path
 from .mcp_server import build_mcp
@@ -49,6 +52,7 @@ from .render import (
     CSS,
     EMPTY_SOURCES,
     HEAD,
+    MARK_LOADED,
     answer_html,
     conversation_sources,
     escape,
@@ -84,6 +88,7 @@ HIT_LEGEND = """**各列含义**
 - **对比拒答阈值**：向量相似度与拒答阈值 {threshold:g} 相比；问题的最佳段落低于阈值时，回答会拒答。
 - **—**：该方法的前 {depth} 名中没有这一段（不是 0 分）。"""
 FILTER_LABELS = {"issuer": "发布机构", "year": "年份", "doc_type": "文档类型", "doc_id": "文档"}
+STRATEGY_LABELS = {"hybrid": "混合（BM25 + 向量）", "bm25": "仅 BM25 关键词", "dense": "仅向量"}
 FEEDBACK_ANSWER_CHARS = 20_000  # what one feedback line keeps of an answer
 FEEDBACK_CITATIONS = 20
 FEEDBACK_FILE_BYTES = 5 * 1024 * 1024  # feedback.jsonl is rotated past this (three files kept)
@@ -134,6 +139,7 @@ class ZhiwenApp:
         conversation, status line) as the answer streams; the last has the conversation with the new
         turn, saved for ``user``. ``filters`` limits the search (issuer, year, doc_type, doc_id)."""
         question = question.strip()
+        conversation = conversation if conversation["id"] else new_conversation()
         shown = chat_messages(conversation)
         if not question:
             yield shown, self.sources_html(conversation), conversation, ""
@@ -173,7 +179,7 @@ class ZhiwenApp:
                 )
                 time.sleep(REVEAL_PAUSE)
         conversation = add_turn(conversation, question, answer, self.positions(answer), filters)
-        self.store.save(user, conversation)
+        conversation = self.store.save(user, conversation)  # with the ratings given meanwhile
         yield chat_messages(conversation), self.sources_html(conversation), conversation, ""
 
     def positions(self, answer: Answer) -> dict[int, str]:
@@ -210,18 +216,22 @@ class ZhiwenApp:
         turn = turn_of_message(conversation, message_index)
         return None if turn is None else (self.sources_html(conversation, turn), turn)
 
-    def feedback(self, conversation: Conversation, message_index: int, liked: bool | str) -> str:
-        """Append a 👍/👎 on the answer at chat message ``message_index`` to feedback.jsonl, with that
-        answer's own question and citations; returns a status line."""
+    def feedback(
+        self, conversation: Conversation, message_index: int, liked: bool | str, user: str | None = None
+    ) -> str:
+        """Record a 👍/👎 on the answer at chat message ``message_index``: appended to feedback.jsonl with
+        that answer's own question and citations, and kept with the saved conversation (``user``'s) so
+        it shows again when the conversation is reopened. ``liked`` is True (👍), False (👎), or "" when
+        the user takes a rating back. Returns a status line."""
         turn = turn_of_message(conversation, message_index)
         if turn is None or message_index % 2 == 0:
             return status_html("只能评价回答。", error=True)
         record = conversation["answers"][turn]
         answer = record["answer"]
-        rating = {True: "up", False: "down"}.get(liked, str(liked))
+        rating = {True: "up", False: "down", "": "withdrawn"}.get(liked, str(liked))[:16]
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "rating": rating[:16],
+            "rating": rating,
             "conversation": conversation["id"],
             "question": record["question"][: self.settings.max_query_chars],
             "answer": answer["answer"][:FEEDBACK_ANSWER_CHARS],
@@ -229,8 +239,10 @@ class ZhiwenApp:
             "refused": answer["refused"],
             "citations": answer["citations"][:FEEDBACK_CITATIONS],
         }
+        self.store.rate(user, conversation["id"], turn, rating if rating in ("up", "down") else None)
         append_rotating(self.feedback_path, json.dumps(entry, ensure_ascii=False) + "\n")
-        return status_html("已记录反馈 👍，谢谢！" if rating == "up" else "已记录反馈 👎，谢谢！")
+        note = {"up": "已记录反馈 👍，谢谢！", "down": "已记录反馈 👎，谢谢！", "withdrawn": "已撤销反馈。"}
+        return status_html(note.get(rating, "已记录反馈，谢谢！"))
 
     # --- history and export -----------------------------------------------------------------------
 
@@ -241,6 +253,30 @@ class ZhiwenApp:
     def open_conversation(self, user: str | None, conversation_id: str | None) -> Conversation:
         """The user's saved conversation ``conversation_id`` (a new one when there is none)."""
         return (conversation_id and self.store.load(user, conversation_id)) or new_conversation()
+
+    def rename_conversation(
+        self, user: str | None, conversation: Conversation, title: str
+    ) -> tuple[str, Conversation]:
+        """Give ``conversation`` (saved for ``user``) the name ``title``; returns a status line and the
+        renamed conversation (the same one, with an error line, when the name is not usable)."""
+        if not conversation["answers"]:
+            return status_html("这个对话还没有内容，提问后才能重命名。", error=True), conversation
+        try:
+            named = renamed(conversation, title)
+        except ValueError as error:
+            return status_html(str(error), error=True), conversation
+        return status_html(f"✓ 已重命名为“{named['title']}”。"), self.store.save(user, named)
+
+    def delete_conversation_prompt(self, conversation: Conversation) -> str | None:
+        """The confirmation question for deleting ``conversation``, naming it; None when it was never saved."""
+        if not conversation["answers"]:
+            return None
+        return f"确定要删除对话“{conversation['title']}”（{len(conversation['answers'])} 轮问答）吗？删除后无法恢复。"
+
+    def delete_conversation(self, user: str | None, conversation: Conversation) -> str:
+        """Remove ``conversation`` from ``user``'s history for good; returns a status line."""
+        self.store.delete(user, conversation["id"])
+        return status_html(f"✓ 已删除对话“{conversation['title']}”。")
 
     def export(self, conversation: Conversation, shown: int, whole: bool) -> tuple[Path | None, Path | None]:
         """The Markdown and Word files of answer ``shown`` (or, with ``whole``, of the conversation);
@@ -351,6 +387,21 @@ class ZhiwenApp:
             return status_html("回收站中没有这篇文档（可能已恢复）。", error=True)
         self.startup_note = ""
         return status_html(f"✓ 已恢复；{report_summary(report)}")
+
+    def empty_trash_prompt(self) -> str | None:
+        """The confirmation question for emptying the trash, saying how many documents go for good;
+        None when the trash is empty."""
+        count = len(self.kb.trashed())
+        if not count:
+            return None
+        return f"确定要清空回收站吗？其中的 {count} 篇文档将被永久删除，无法恢复。"
+
+    def empty_trash(self) -> str:
+        """Remove every document in the trash for good; returns a status line."""
+        count = self.kb.empty_trash()
+        if not count:
+            return status_html("回收站已经是空的。", error=True)
+        return status_html(f"✓ 已清空回收站：永久删除 {count} 篇文档。")
 
     def rebuild(self, progress: Progress = _no_progress) -> str:
         """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
@@ -501,7 +552,11 @@ class LoginGuard:
 
 
 # Gradio's Chinese translation lacks these; without them the buttons fall back to English.
-GRADIO_MISSING_ZH = {"chatbot.copy_message": "复制消息", "chatbot.copied_message": "已复制"}
+GRADIO_MISSING_ZH = {
+    "chatbot.copy_message": "复制消息",
+    "chatbot.copied_message": "已复制",
+    "common.complete": "完成",  # shown by a finished progress bar (upload, rebuild)
+}
 _FORCE_CHINESE = (
     b"<head><script>(() => { const l = ['zh-CN', 'zh'];"
     b" Object.defineProperty(navigator, 'language', { get: () => l[0] });"
@@ -570,14 +625,52 @@ def _user(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
+def confirmation(elem_id: str, yes: str) -> tuple[gr.Group, gr.Markdown, gr.Button]:
+    """A hidden confirmation box: the box, its question and the ``yes`` button; 取消 hides it (element
+    ids ``elem_id``, ``elem_id``-text, -yes, -no)."""
+    with gr.Group(visible=False, elem_id=elem_id, elem_classes="zw-confirm") as box:
+        question = gr.Markdown(elem_id=f"{elem_id}-text")
+        with gr.Row():
+            confirm = gr.Button(yes, variant="stop", size="sm", elem_id=f"{elem_id}-yes")
+            cancel = gr.Button("取消", size="sm", elem_id=f"{elem_id}-no")
+    cancel.click(lambda: gr.Group(visible=False), outputs=box)
+    return box, question, confirm
+
+
+def asked(prompt: str | None, nothing: str) -> tuple[Any, Any, str]:
+    """Show a confirmation box with ``prompt`` (shown as written: a title's ``*`` is no emphasis), or
+    (when there is nothing to confirm) the ``nothing`` error line instead: the outputs (box, its
+    question, status line)."""
+    if prompt is None:
+        return gr.Group(visible=False), gr.skip(), status_html(nothing, error=True)
+    return gr.Group(visible=True), md_escape(prompt), ""
+
+
 def build_blocks(app: ZhiwenApp) -> gr.Blocks:
     """The three tabs (问答, 知识库, 命中测试) and the history sidebar, wired to ``app``'s handlers."""
     with gr.Blocks(title="知问 Zhiwen", analytics_enabled=False) as demo:
-        conversation = gr.State(new_conversation)
+        # Not gr.State(new_conversation): Gradio calls a callable default in a load event of its own,
+        # which can finish after on_load and replace the reopened conversation with an empty one.
+        conversation = gr.State(blank_conversation())
         shown = gr.State(-1)  # the answer whose sources are shown (and "当前回答" exports)
         with gr.Sidebar(label="历史对话", open=True, elem_id="zw-sidebar"):
             new_chat = gr.Button("＋ 新对话", variant="primary", elem_id="zw-new-chat")
             history = gr.Radio(choices=[], label="历史对话", elem_id="zw-history")
+            conv_name = gr.Textbox(
+                label="对话名称",
+                placeholder="当前对话的新名称（回车即重命名）",
+                show_label=False,
+                container=False,
+                max_lines=1,
+                elem_id="zw-conv-name",
+            )
+            with gr.Row():
+                rename_conv = gr.Button("重命名", size="sm", min_width=60, elem_id="zw-conv-rename")
+                delete_conv = gr.Button(
+                    "删除对话", size="sm", variant="stop", min_width=60, elem_id="zw-conv-delete"
+                )
+            conv_confirm, conv_prompt, conv_yes = confirmation("zw-conv-confirm", "确认删除")
+            conv_status = gr.HTML(js_on_load=None, elem_id="zw-conv-status")
         gr.Markdown("## 知问 · 工作报告知识库问答")
         status = gr.HTML(app.status, js_on_load=None, elem_id="zw-status")
         with gr.Tab("问答"):
@@ -588,7 +681,7 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                         height=560,
                         render_markdown=False,
                         sanitize_html=True,
-                        buttons=["copy", "copy_all"],
+                        buttons=["copy", "copy_all"],  # English labels: translated in render.HEAD
                         feedback_options=("Like", "Dislike"),
                         elem_id="zw-chat",
                         placeholder="请输入问题，回答中的 [n] 可点击查看出处。",
@@ -612,6 +705,7 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                         }
                     with gr.Row():
                         question = gr.Textbox(
+                            label="问题",
                             placeholder="例如：如何支持新市民金融？",
                             show_label=False,
                             scale=5,
@@ -650,7 +744,13 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             ) -> Iterator[tuple[Any, ...]]:
                 filters = {"issuer": issuer, "year": year, "doc_type": doc_type, "doc_id": doc_id}
                 for messages, panel, updated, note in app.chat(text, current, filters, _user(request)):
-                    yield messages, panel, updated, note, len(updated["answers"]) - 1
+                    # The saved ratings go with the finished answer; mid-stream (no sources panel yet) the
+                    # ones shown stay as they are.
+                    done = isinstance(panel, str)
+                    shown_chat = (
+                        gr.Chatbot(messages, feedback_value=feedback_values(updated)) if done else messages
+                    )
+                    yield shown_chat, panel, updated, note, len(updated["answers"]) - 1
 
             def on_exports(current: Conversation, turn: int, whole: bool) -> tuple[Any, Any]:
                 md, docx = app.export(current, turn, whole)
@@ -673,22 +773,28 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                 "fn": on_chat,
                 "inputs": [question, conversation, *filter_inputs],
                 "outputs": [chatbot, sources, conversation, chat_status, shown],
+                # A question sent while the last answer is still being finished waits for it.
+                "trigger_mode": "always_last",
             }
-            send.click(**ask_event, api_name="chat").then(lambda: "", outputs=question).then(**exports).then(
-                **listed
-            )
-            question.submit(**ask_event).then(lambda: "", outputs=question).then(**exports).then(**listed)
+            send.click(**ask_event, api_name="chat").then(**exports).then(**listed)
+            question.submit(**ask_event).then(**exports).then(**listed)
+            # The box is emptied as the question is sent (its value already taken), so what the user
+            # types next while the answer streams is kept.
+            for trigger in (send.click, question.submit):
+                trigger(lambda: "", outputs=question, queue=False, show_progress="hidden")
 
             def show(current: Conversation) -> tuple[Any, ...]:
                 return (
-                    chat_messages(current),
+                    gr.Chatbot(chat_messages(current), feedback_value=feedback_values(current)),
                     app.sources_html(current),
                     current,
                     len(current["answers"]) - 1,
                     "",
+                    gr.Group(visible=False),  # a pending "删除对话" confirmation was for another one
+                    "",
                 )
 
-            opened = [chatbot, sources, conversation, shown, chat_status]
+            opened = [chatbot, sources, conversation, shown, chat_status, conv_confirm, conv_status]
 
             def on_new() -> tuple[Any, ...]:
                 return show(new_conversation())
@@ -709,18 +815,51 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             for trigger in (new_chat.click, chatbot.clear):
                 trigger(on_new, outputs=opened).then(**exports).then(**listed)
             history.input(on_open, inputs=history, outputs=opened).then(**exports)
-            demo.load(on_load, outputs=[*opened, history, *filter_inputs]).then(**exports)
+            demo.load(on_load, outputs=[*opened, history, *filter_inputs]).then(**exports).then(
+                None, js=MARK_LOADED
+            )
             demo.load(None, js=CLOSE_SIDEBAR_ON_PHONE)
             scope.change(**exports)
-
-            def on_like(current: Conversation, data: gr.LikeData) -> str:
-                return app.feedback(current, int(data.index), data.liked)
 
             def on_select(current: Conversation, data: gr.SelectData) -> tuple[Any, Any]:
                 picked = app.select(current, int(data.index))
                 return (gr.skip(), gr.skip()) if picked is None else picked
 
-            chatbot.like(on_like, inputs=conversation, outputs=chat_status)
+            def on_rename(current: Conversation, title: str, request: gr.Request) -> tuple[Any, ...]:
+                note, updated = app.rename_conversation(_user(request), current, title)
+                return note, updated, "" if updated is not current else gr.skip()
+
+            def on_delete_conversation(current: Conversation, request: gr.Request) -> tuple[Any, Any]:
+                return gr.Group(visible=False), app.delete_conversation(_user(request), current)
+
+            for trigger in (rename_conv.click, conv_name.submit):
+                trigger(
+                    on_rename,
+                    inputs=[conversation, conv_name],
+                    outputs=[conv_status, conversation, conv_name],
+                ).then(**listed)
+            delete_conv.click(
+                lambda current: asked(
+                    app.delete_conversation_prompt(current), "当前对话还没有保存，无需删除。"
+                ),
+                inputs=conversation,
+                outputs=[conv_confirm, conv_prompt, conv_status],
+            )
+            conv_yes.click(
+                on_delete_conversation, inputs=conversation, outputs=[conv_confirm, conv_status]
+            ).then(lambda: show(new_conversation())[:5], outputs=opened[:5]).then(**exports).then(**listed)
+
+            def on_like(current: Conversation, data: gr.LikeData, request: gr.Request) -> str:
+                return app.feedback(current, int(data.index), data.liked, _user(request))
+
+            # "multiple": a rating clicked while another is being saved is not dropped (Gradio's default).
+            chatbot.like(
+                on_like,
+                inputs=conversation,
+                outputs=chat_status,
+                trigger_mode="multiple",
+                show_progress="hidden",
+            )
             chatbot.select(on_select, inputs=conversation, outputs=[sources, shown]).then(**exports)
 
         with gr.Tab("知识库"):
@@ -745,17 +884,14 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
                         choices=app.doc_ids(), value=None, label="选择文档", elem_id="zw-doc-choice"
                     )
                     delete = gr.Button("删除所选文档", variant="stop", elem_id="zw-delete")
-                    with gr.Group(visible=False, elem_id="zw-confirm", elem_classes="zw-confirm") as confirm:
-                        prompt = gr.Markdown(elem_id="zw-confirm-text")
-                        with gr.Row():
-                            really = gr.Button(
-                                "确认删除", variant="stop", size="sm", elem_id="zw-confirm-yes"
-                            )
-                            cancel = gr.Button("取消", size="sm", elem_id="zw-confirm-no")
+                    confirm, prompt, really = confirmation("zw-confirm", "确认删除")
                     trash = gr.Dropdown(
                         choices=[], value=None, label="回收站（已删除的文档）", elem_id="zw-trash"
                     )
-                    restore = gr.Button("恢复所选文档", elem_id="zw-restore")
+                    with gr.Row():
+                        restore = gr.Button("恢复所选文档", elem_id="zw-restore")
+                        empty = gr.Button("清空回收站", variant="stop", elem_id="zw-empty-trash")
+                    empty_confirm, empty_prompt, really_empty = confirmation("zw-empty-confirm", "永久删除")
                     rebuild = gr.Button("重建索引（重新切分与嵌入全部文档）")
             kb_status = gr.HTML(js_on_load=None, elem_id="zw-kb-status")
 
@@ -775,16 +911,6 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             def on_rebuild(progress: gr.Progress = TRACKED_PROGRESS) -> str:
                 return app.rebuild(lambda f, d: progress(f, desc=d))
 
-            def on_delete(doc_id: str | None) -> tuple[Any, Any, str]:
-                text = app.delete_prompt(doc_id)
-                if text is None:
-                    return (
-                        gr.Group(visible=False),
-                        gr.skip(),
-                        status_html("请先选择要删除的文档。", error=True),
-                    )
-                return gr.Group(visible=True), text, ""
-
             def on_confirm(doc_id: str | None) -> tuple[Any, str]:
                 return gr.Group(visible=False), app.delete(doc_id)
 
@@ -795,8 +921,18 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
             upload.click(on_upload, inputs=files, outputs=kb_status).then(**after).then(
                 lambda: None, outputs=files
             )
-            delete.click(on_delete, inputs=doc_choice, outputs=[confirm, prompt, kb_status])
-            cancel.click(lambda: gr.Group(visible=False), outputs=confirm)
+            delete.click(
+                lambda doc_id: asked(app.delete_prompt(doc_id), "请先选择要删除的文档。"),
+                inputs=doc_choice,
+                outputs=[confirm, prompt, kb_status],
+            )
+            empty.click(
+                lambda: asked(app.empty_trash_prompt(), "回收站是空的。"),
+                outputs=[empty_confirm, empty_prompt, kb_status],
+            )
+            really_empty.click(
+                lambda: (gr.Group(visible=False), app.empty_trash()), outputs=[empty_confirm, kb_status]
+            ).then(**after)
             doc_choice.change(lambda: gr.Group(visible=False), outputs=confirm)
             really.click(on_confirm, inputs=doc_choice, outputs=[confirm, kb_status]).then(**after)
             restore.click(app.restore, inputs=trash, outputs=kb_status).then(**after)
@@ -806,7 +942,11 @@ def build_blocks(app: ZhiwenApp) -> gr.Blocks:
         with gr.Tab("命中测试"):
             with gr.Row():
                 probe = gr.Textbox(label="测试问题", scale=4, elem_id="zw-probe")
-                strategy = gr.Radio(list(STRATEGIES), value=app.settings.strategy, label="检索方式")
+                strategy = gr.Radio(
+                    [(STRATEGY_LABELS[name], name) for name in STRATEGIES],
+                    value=app.settings.strategy,
+                    label="检索方式",
+                )
                 k = gr.Slider(1, 30, value=app.settings.top_k, step=1, label="返回条数 k")
             run = gr.Button("检索", variant="primary", elem_id="zw-probe-btn")
             gr.Markdown(

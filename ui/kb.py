@@ -227,6 +227,14 @@ class KnowledgeBase:
         shutil.rmtree(folder, ignore_errors=True)
         return report
 
+    def empty_trash(self) -> int:
+        """Remove every document in the trash for good; returns how many there were."""
+        with self._writing:
+            entries = self.trashed()
+            for entry in entries:
+                shutil.rmtree(self.trash_dir / entry["key"], ignore_errors=True)
+        return len(entries)
+
     def rebuild(self) -> IngestReport:
         """Re-split and re-embed every stored document (after changing the chunker or model settings)."""
         with self._writing:

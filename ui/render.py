@@ -207,7 +207,7 @@ a.zw-cite { color: #1d4ed8; font-weight: 700; text-decoration: none; margin: 0 1
 # Links inside chat messages are intercepted: a [n] marker shows its answer's sources (the panel holds
 # every answer's, one visible) and scrolls to its passage (waiting briefly while the panel re-renders);
 # opening "查看原文" scrolls the full text to the marked span; copying a message copies its plain text,
-# not its HTML.
+# not its HTML; Gradio's English-only button labels are translated.
 HEAD = """
 <script>
 const PHONE_WIDTH = 768;
@@ -247,6 +247,38 @@ const PHONE_WIDTH = 768;
       setTimeout(() => document.querySelector("#zw-sidebar.open .toggle-button")?.click(), 50);
     }
   }, true);
+  // Gradio writes a few button labels in English whatever the language (they are not in its
+  // translations): they are put into Chinese as they appear.
+  const LABELS = { "Copy conversation": "复制整个对话", "Copied conversation": "已复制整个对话",
+                   "Liked": "已赞", "Disliked": "已踩", "Feedback": "反馈", "Copy table data": "复制表格",
+                   "Fullscreen": "全屏", "Exit fullscreen mode": "退出全屏", "Table actions": "表格操作",
+                   "Toggle Sidebar": "展开或收起侧栏", "Click to upload or drop files": "点击上传或拖放文件",
+                   "chatbot conversation": "对话", "Scroll down": "滚动到底部" };
+  const TEXTS = { "processing |": "处理中 |" };  // the timer of a pending event
+  const translate = (el) => {
+    if (el.nodeType === Node.TEXT_NODE) {
+      const text = el.data.trim();
+      if (TEXTS[text]) el.data = TEXTS[text];
+      return;
+    }
+    for (const name of ["aria-label", "title"]) {
+      const text = el.getAttribute && el.getAttribute(name);
+      if (text && LABELS[text]) el.setAttribute(name, LABELS[text]);
+    }
+  };
+  const walk = (n) => {
+    translate(n);
+    if (n.querySelectorAll) n.querySelectorAll("[aria-label], [title]").forEach(translate);
+    if (n.nodeType === Node.ELEMENT_NODE && n.textContent.includes("processing")) {
+      const texts = document.createTreeWalker(n, NodeFilter.SHOW_TEXT);
+      for (let t = texts.nextNode(); t; t = texts.nextNode()) translate(t);
+    }
+  };
+  new MutationObserver((changes) => changes.forEach((c) => {
+    if (c.type === "attributes" || c.type === "characterData") translate(c.target);
+    c.addedNodes.forEach(walk);
+  })).observe(document.documentElement, { subtree: true, childList: true, characterData: true,
+                                           attributes: true, attributeFilter: ["aria-label", "title"] });
   const isHtml = (t) => /<a class="zw-cite"|&(amp|lt|gt|quot|#x27);/.test(t);
   if (navigator.clipboard && navigator.clipboard.writeText) {
     const write = navigator.clipboard.writeText.bind(navigator.clipboard);
@@ -267,3 +299,7 @@ const PHONE_WIDTH = 768;
 CLOSE_SIDEBAR_ON_PHONE = """() => {
   if (window.innerWidth < PHONE_WIDTH) document.querySelector("#zw-sidebar.open .toggle-button")?.click();
 }"""
+
+# Run once the saved conversation is shown: marks the page as loaded (``<body data-zw-loaded>``), so a
+# script or a test knows that a click now acts on that conversation.
+MARK_LOADED = """() => { document.body.dataset.zwLoaded = "1"; }"""

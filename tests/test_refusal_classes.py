@@ -1,0 +1,111 @@
+"""Refusal by class of question, on the real retriever over corpus/: issuing bodies under their other
+names, figures of a thing no document names, personal how-to questions, instruments by name, and which
+bank by name. Each class has a question that must be refused and one of the same shape that must not."""
+
+from __future__ import annotations
+
+import pytest
+from zhiwen.core.types import Answer, FinalAnswer, Hit
+from zhiwen.core.vocab import issuers_named, without_issuers
+from zhiwen.retriever import Retriever
+from zhiwen.retriever.answer import Scope, ask
+from zhiwen.retriever.answerability import asked_detail, measured, names_of, subjects
+from zhiwen.retriever.topics import load_glossary
+
+
+def hit(text: str, context: str = "") -> Hit:
+    """A passage of a document with no title or issuer of its own (as in the external sets)."""
+    return Hit("c1", "d1", "", text, 0, len(text), context=context, rank=1, score=1.0)
+
+
+def test_an_issuing_body_is_named_by_any_of_its_names():
+    assert issuers_named("国家税务总局对捐赠物资如何征税？") == ("税务局",)
+    assert issuers_named("国家发展改革委和央行出台了什么措施？") == ("发改委", "人民银行")
+    assert issuers_named("地方金融监管局的汇报") == ("地方金融监管局",), "not 金融监管局 inside it"
+    assert without_issuers("税务总局对企业的支持").strip() == "对企业的支持"
+
+
+def test_a_body_is_in_scope_where_it_acts_under_another_name_or_after_a_place():
+    scope = Scope.of("税务局是如何落实税收优惠政策的？")
+    assert scope.admits(hit("下一步，税务部门将认真落实各项税收优惠政策。"))
+    assert scope.admits(hit("对生产企业的增值税留抵退税。", context="国家税务总局重庆市税务局："))
+    assert scope.admits(hit("重庆市税务局要求各办税服务厅提高网上办理覆盖面。"))
+    assert not scope.admits(hit("海昌智能已于6月15日报**税务局备案。")), "merely mentioned"
+    assert not scope.admits(hit("与市税务局密切配合，建立日报告机制。")), "a partner, not the actor"
+
+
+def test_a_body_the_question_names_as_a_partner_is_no_scope():
+    assert Scope.of("当地和人民银行等部门建立了什么制度？").issuers == ()
+    assert Scope.of("工业和信息化厅会同卫健委、药监局进驻了多少家企业？").issuers == ()
+    assert Scope.of("央行出台了哪些措施？").issuers == ("人民银行",)
+
+
+def test_the_measured_word_is_the_one_before_the_figure_cue():
+    glossary = load_glossary()
+
+    def asked(question: str) -> str:
+        found = measured(question, subjects(question, glossary))
+        return found.word if found else ""
+
+    assert asked("首贷续贷中心的贷款利率是多少？") == "利率"
+    assert asked("绿色金融试点的负责人是谁？") == "负责人"
+    assert asked("本市企业债余额是多少？") == "企业债", "余额 is a cue: the word before it is measured"
+    assert asked("公司类借款的存量规模有多大？") == "", "规模 names only the kind of figure"
+    assert asked("银行和企业见面会办了几次？") == "", "a count of events, not a figure of the word"
+
+
+def test_which_bank_wants_a_bank_by_name():
+    question = "围场绿色金融试点由哪家银行牵头？"
+    assert asked_detail(question) == "具体名称"
+    assert names_of("银行", "市农商银行成功摘掉高风险机构帽子", question) == ["农商银行"]
+    assert names_of("银行", "由*银行牵头开展试点", question) == ["*银行"], "an anonymised name is a name"
+    assert names_of("银行", "联合对我市中小银行开展多轮隐患排查", question) == [], "banks in general"
+    assert names_of("银行", "引导各银行机构运用好再贷款", question) == []
+    assert names_of("银行", "指导举办*银行业保险业知识竞赛", question) == [], "银行业 is no bank"
+
+
+@pytest.fixture(scope="module")
+def retriever(corpus_settings, embedder) -> Retriever:
+    return Retriever(corpus_settings, embedder=embedder)
+
+
+def final(question: str, retriever: Retriever) -> Answer:
+    events = list(ask(question, retriever))
+    assert isinstance(events[-1], FinalAnswer)
+    return events[-1].answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "rule", "detail"),
+    [
+        ("首贷续贷中心的贷款利率是多少？", "subject", "利率"),  # a figure of a thing no document names
+        ("首贷续贷中心的负责人是谁？", "subject", "负责人"),  # its holder
+        ("支票丢了怎么挂失？", "subject", "支票"),  # a personal how-to question
+        ("房产证怎么补办？", "subject", "房产证"),
+        ("契税减免政策有哪些？", "subject", "契税"),  # an instrument no document names
+        ("首贷续贷中心试点由哪家银行承办？", "detail", "首贷续贷：具体名称"),  # no bank named near it
+        ("国家发改委出台了哪些支持新市民的措施？", "scope", "发改委"),  # the body under its other name
+        ("税务总局对汽车消费有什么支持？", "scope", "税务局"),
+    ],
+)
+def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, question, rule, detail):
+    answer = final(question, retriever)
+    assert answer.refused and not answer.citations, answer.answer
+    assert (answer.refusal.rule, answer.refusal.detail) == (rule, detail)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question",
+    [
+        "全市贷款余额是多少？",  # the measured word (贷款) is in the knowledge base
+        "不良贷款率下降了多少？",  # an instrument the knowledge base names
+        "哪家银行摘掉了高风险机构的帽子？",  # a bank by name: 市农商银行
+        "银保监局跟哪家法院签署了战略合作框架协议？",  # a court by name: 成渝金融法院
+        "外地来城里打工的人能办什么专门的贷款？",  # plain words of a paraphrase
+    ],
+)
+def test_the_same_shapes_are_answered_when_the_knowledge_base_has_it(retriever, question):
+    answer = final(question, retriever)
+    assert not answer.refused and answer.citations, answer.answer
