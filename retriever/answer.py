@@ -166,16 +166,34 @@ def evidence(question: str, hits: Sequence[Hit], gaps: Gaps = NO_GAPS) -> Eviden
     return Evidence(best, unsupported=subject.word if subject else "", unmet=unmet)
 
 
+NEAR_MISS_CHARS = 40  # how much of the sentence a near miss quotes
+NEAR_MISS_LEAD = 12  # characters kept before the shared piece when the quote cannot start the sentence
+
+
 def near_miss(word: str, hits: Sequence[Hit]) -> str:
     """What the knowledge base says nearest to ``word`` it lacks: the first sentence of the top hits that
-    shares a piece of it (汽车消费 for 车辆购置税), shortened; "" when none shares anything."""
+    shares a piece of it (汽车消费 for 车辆购置税), shortened so that the shared piece shows; "" when none
+    shares anything."""
     for part in pieces(word):
         for hit in hits[:3]:
             for sentence in sentences(hit.text):
-                if part in sentence[0]:
-                    found = sentence[0].strip()
-                    return found[:40] + ("……" if len(found) > 40 else "")
+                found = sentence[0].strip()
+                at = found.find(part)
+                if at >= 0:
+                    return _quote_around(found, at, len(part))
     return ""
+
+
+def _quote_around(sentence: str, at: int, length: int) -> str:
+    """At most ``NEAR_MISS_CHARS`` of ``sentence`` showing ``sentence[at:at + length]``: from the start, or
+    from the clause holding it, with …… where text is left out."""
+    start = 0
+    if at + length > NEAR_MISS_CHARS:
+        lead = sentence[max(0, at - NEAR_MISS_LEAD) : at]
+        start = at - len(lead) + max(lead.rfind(mark) + 1 for mark in "，、；：")
+    quote = sentence[start : start + NEAR_MISS_CHARS]
+    cut = start + NEAR_MISS_CHARS < len(sentence)
+    return ("……" if start else "") + (quote + "……" if cut else quote.rstrip("。；，、"))
 
 
 def refusal_threshold(question: str, settings: Settings) -> float:
