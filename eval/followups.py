@@ -25,21 +25,12 @@ from zhiwen.core.embed import Embedder
 from zhiwen.core.settings import Settings
 from zhiwen.core.types import Answer, Document
 from zhiwen.retriever import Retriever
-from zhiwen.retriever.followup import KINDS
+from zhiwen.retriever.followup import KINDS, Span
 
 from .answers import _aligned, corpus_retriever, final_answer
 from .datasets import GOLDEN_CORPUS, REPO, load_corpus, read_rows
 
 FOLLOWUPS_PATH = REPO / "eval" / "data" / "followups.jsonl"
-
-
-@dataclass(frozen=True)
-class GoldSpan:
-    """Where a gold answer sits: ``text == document.text[start:end]`` of ``doc_id``."""
-
-    doc_id: str
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
@@ -50,7 +41,7 @@ class Conversation:
     turns: tuple[str, ...]
     kind: str
     resolved: str
-    gold: tuple[GoldSpan, ...]
+    gold: tuple[Span, ...]
     note: str = ""
 
 
@@ -91,7 +82,7 @@ def _conversation(row: Any, texts: dict[str, str]) -> Conversation:
         start = text.find(item["span"])
         if start < 0:
             raise ValueError(f"{qid}: gold {i}: the span is not verbatim in {item['doc_id']}")
-        gold.append(GoldSpan(item["doc_id"], start, start + len(item["span"])))
+        gold.append(Span(item["doc_id"], start, start + len(item["span"])))
     if not gold:
         raise ValueError(f"{qid}: 'gold' needs at least one span")
     return Conversation(
@@ -99,7 +90,7 @@ def _conversation(row: Any, texts: dict[str, str]) -> Conversation:
     )
 
 
-def cites_gold(answer: Answer, gold: Sequence[GoldSpan]) -> bool:
+def cites_gold(answer: Answer, gold: Sequence[Span]) -> bool:
     """Whether ``answer`` is given (not refused) and one of its citations shares at least half of the
     shorter of itself and a gold span."""
     if answer.refused:

@@ -12,12 +12,13 @@ from langchain_core.messages import AIMessage
 from zhiwen.core.types import Answer, FinalAnswer, TextDelta
 from zhiwen.eval import DatasetError
 from zhiwen.eval.cli import eval_group
-from zhiwen.eval.followups import GoldSpan, cites_gold, load_followups
+from zhiwen.eval.followups import cites_gold, load_followups
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import ask
 from zhiwen.retriever.followup import (
     KINDS,
     HistoryError,
+    Span,
     chinese_number,
     own_subject,
     read_history,
@@ -73,7 +74,7 @@ def assert_cites_within(answer: Answer, texts: dict[str, str], doc_id: str, phra
     assert not answer.refused, answer.answer
     for c in answer.citations:
         assert texts[c.doc_id][c.start : c.end] == c.text
-    assert cites_gold(answer, [GoldSpan(doc_id, *span_of(texts, doc_id, phrase))]), answer.answer
+    assert cites_gold(answer, [Span(doc_id, *span_of(texts, doc_id, phrase))]), answer.answer
 
 
 def test_chinese_ordinals_are_read_as_numbers():
