@@ -44,6 +44,12 @@ REFUSAL2_PATH = REPO / "eval" / "data" / "refusal2.jsonl"
 # A third, written the same way before the rules for names, conditions and short forms of issuing bodies
 # were tuned on the first two: the honest untuned figure. Measured on, never tuned on.
 REFUSAL3_PATH = REPO / "eval" / "data" / "refusal3.jsonl"
+# A fourth, written blind by another author from the reports alone (a city office's voice, years and
+# bodies in scope): the development set of the coverage rules after refusal3. Tuned on.
+REFUSAL4_PATH = REPO / "eval" / "data" / "refusal4.jsonl"
+# A fifth, written blind at the same time by a third author (a new hire's and the public's voice, terse
+# keyword questions beside long colloquial ones): measured on, never tuned on.
+REFUSAL5_PATH = REPO / "eval" / "data" / "refusal5.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -329,6 +335,8 @@ LOCAL = {
     "refusal": REFUSAL_PATH,
     "refusal2": REFUSAL2_PATH,
     "refusal3": REFUSAL3_PATH,
+    "refusal4": REFUSAL4_PATH,
+    "refusal5": REFUSAL5_PATH,
 }
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
@@ -340,7 +348,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal3`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal5`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole
