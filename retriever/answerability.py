@@ -57,17 +57,43 @@ HELD_SHARE = 0.5
 # "存款余额是多少" (余额, 金额 and 比例 are cue words, never subject words: the word before them is).
 _MEASURED_CUE = (
     r"(?:余额|金额|比例)?(?:是|为|有|要|能|可以|可|会|最高|最多|最低|一般|大概|具体|每年|每月|每张|每家|每户|每人)*"
-    r"(?:多少|是谁|几[个家天年次项种]|多高|多大|多长|多久|百分之几)"
+    r"(?:多少|是谁|几[个家天年次项种]|多高|多大|多长|多久|百分之几|怎么规定|如何规定|有什么规定|有何规定|怎么定)"
 )
+# What precedes the thing a question counts: "多少个电动汽车充电桩", "几家银行" (not "哪几个关键字": which
+# ones, named by their instances rather than by the word).
+_COUNTED_CUE = r"(?:多少|(?<!哪)几)(?:个|家|台|座|辆|套|张|项|条|件|种|类|所|处)"
 # How a person asks what to do about their own affairs (how to activate, unfreeze, apply; is it worth it;
 # should I): a question no work report answers unless it names the report's own subject.
 _PERSONAL = re.compile(
     r"划算|值得|值不值|要不要|该不该|怎么才能|如何才能|能不能|可不可以|需要带|要带什么|激活|解冻|挂失|补办|"
-    r"怎么算|怎么办理|如何办理|怎么申请|如何申请|怎么查|如何查询|怎么收费|什么时候开通|怎么开通|怎么注册"
+    r"怎么算|怎么办理|如何办理|怎么申请|如何申请|怎么查|如何查询|怎么收费|什么时候开通|怎么开通|怎么注册|"
+    r"怎么开|怎么领|如何领取|怎么取|怎么退|能退吗|怎么选|怎么买|去哪里|哪里能|哪里可以|合适吗|合适|哪个好|"
+    r"哪个风险|追回"
 )
 # The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
 # 手续费, 利率, 国债). 券 and 金 are left out: 购物券 and 本金 are how people paraphrase 消费券 and 还本.
 INSTRUMENTS = ("税", "险", "卡", "费", "率", "债")
+# A payment named by three characters or more ending in 金 (养老金, 保险金, 公积金, 违约金) is one too; a
+# two-character one (本金, 资金) is an everyday word.
+PAYMENT = "金"
+# The heads terms of art are built on: 供应链金融, 数字人民币, 助学贷款, 巨灾保险.
+DOMAIN_HEADS = (
+    "金融",
+    "贷款",
+    "信贷",
+    "保险",
+    "融资",
+    "基金",
+    "债券",
+    "理财",
+    "存款",
+    "支付",
+    "结算",
+    "人民币",
+    "资产",
+    "票据",
+    "汇率",
+)
 _ASIDE = re.compile(r"[（(][^（）()]*[）)]")
 # Words naming only the kind of figure asked (规模有多大, 金额是多少): the question's other words say of what.
 MEASURES = frozenset(
@@ -181,13 +207,23 @@ def joined_words(text: str) -> list[tuple[str, bool]]:
             at = end
             continue
         word, flag = tagged[at]
-        noun = bool(_NOUN.match(flag)) or bool(_LATIN.fullmatch(word.strip()))
+        noun = bool(_NOUN.match(flag)) or bool(_LATIN.fullmatch(word.strip())) or _noun_phrase(word, flag)
         if noun and len(word) == 1 and words and words[-1][1]:
             words[-1] = (words[-1][0] + word, True)
         else:
             words.append((word, noun))
         at += 1
     return words
+
+
+def _noun_phrase(word: str, flag: str) -> bool:
+    """Whether a word jieba lists as a set phrase (``l``) ends in a noun: 个人所得税 (所得税), 定期存款
+    (存款), not 融资难 or 怎么办."""
+    if flag != "l":
+        return False
+    tails = [p for p in general_tokenizer().cut_for_search(word, HMM=False) if p != word and word.endswith(p)]
+    head = max(tails, key=len, default="")
+    return bool(head) and all(_NOUN.match(f) for _, f in domain_tagger().cut(head))
 
 
 def _loose_character(word: str, flag: str) -> bool:
@@ -243,10 +279,12 @@ def covered(subject: Subject, contexts: Contexts, glossary: Glossary) -> bool:
 
 def measured(question: str, found: Sequence[Subject]) -> Subject | None:
     """The subject word whose figure or holder ``question`` asks for: the one right before its cue (利率 in
-    "贷款利率是多少", 院长 in "院长是谁"), unless it names only the kind of figure (``MEASURES``: 规模)."""
+    "贷款利率是多少", 院长 in "院长是谁", 期限 in "期限是怎么规定的") or right after a count ("多少个电动汽车
+    充电桩"), unless it names only the kind of figure (``MEASURES``: 规模)."""
     for subject in found:
         named = not subject.quoted and subject.word not in MEASURES
-        if named and re.search(re.escape(subject.word) + _MEASURED_CUE, question):
+        word = re.escape(subject.word)
+        if named and re.search(f"{word}{_MEASURED_CUE}|{_COUNTED_CUE}{word}", question):
             return subject
     return None
 
@@ -262,8 +300,10 @@ def uncovered_subject(
       解冻？"), decisive when uncovered: work reports say what an office did, never how a person handles
       their own card, loan or policy, so no paraphrase of them asks that way;
     - a most specific subject word naming a tax, an insurance, a card, a fee, a rate or a bond
-      (``INSTRUMENTS``: 房地产税, 重疾险), decisive when uncovered: an instrument is called by its name,
-      and a report that covers it uses that name;
+      (``INSTRUMENTS``: 房地产税, 重疾险), or a payment (``PAYMENT``: 养老金), decisive when uncovered: an
+      instrument is called by its name, and a report that covers it uses that name;
+    - a most specific subject word built as a term of art whose modifier the knowledge base never
+      writes (``foreign_modifier``: 供应链 of 供应链金融), decisive when uncovered;
     - the most specific subject word when it is at least ``MIN_IDF`` specific, uncovered and not
       ``paraphrased`` (not decisive: it raises the relevance bar);
     - else the first decisive word (Latin) that is uncovered.
@@ -275,13 +315,31 @@ def uncovered_subject(
     first = found[0] if found and not found[0].quoted else None
     # "（微信端）" qualifies a question, it names no subject
     personal = first is not None and _PERSONAL.search(question) and first.word in _ASIDE.sub(" ", question)
-    if first and (personal or first.word.endswith(INSTRUMENTS)) and not covered(first, contexts, glossary):
+    instrument = first is not None and (
+        first.word.endswith(INSTRUMENTS) or (len(first.word) > 2 and first.word.endswith(PAYMENT))
+    )
+    foreign = first is not None and bool(foreign_modifier(first.word, contexts))
+    if first and (personal or instrument or foreign) and not covered(first, contexts, glossary):
         return replace(first, decisive=True)
     top = [s for s in found[:1] if s.specificity >= MIN_IDF]
     for subject in top + [s for s in found if s.decisive and s not in top]:
         if not covered(subject, contexts, glossary) and not paraphrased(subject, found, contexts, glossary):
             return subject
     return None
+
+
+def foreign_modifier(word: str, contexts: Contexts) -> str:
+    """The part of a compound ``word`` naming which kind of a financial thing it is (供应链 of 供应链金融,
+    数字 of 数字人民币) when the knowledge base never writes it, not even inside another word; "" otherwise.
+
+    A term of art is built as modifier + head (``DOMAIN_HEADS``: 金融, 贷款, 保险 …); a report about
+    供应链金融 would write 供应链 somewhere. A paraphrase may lack the compound, but its pieces are
+    everyday words the reports use (小额 of 小额贷款)."""
+    for head in DOMAIN_HEADS:
+        modifier = word.removesuffix(head)
+        if modifier != word and len(modifier) >= 2 and _CJK.match(modifier):
+            return "" if any(True for _ in contexts(modifier)) else modifier
+    return ""
 
 
 def paraphrased(subject: Subject, found: Sequence[Subject], contexts: Contexts, glossary: Glossary) -> bool:
@@ -325,20 +383,36 @@ _ANY_UNIT = (
 # The units a count or an amount must come in when the question names them: "多少家" is answered by
 # "12家", not by "92支"; "多少钱" by an amount in 元; "比例" by a percentage.
 UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"百分之(?:多少|几)|百分比"), "%|％|‰|成|个百分点"),  # "额度的百分之多少" asks a share
     (re.compile(r"(?:多少|几)(?:家|户)"), "家|户"),
     (re.compile(r"(?:多少|几)(?:个?人|名|位|人次)"), "人|名|位|人次"),
     (re.compile(r"(?:多少|几)(?:次|期|届|批|轮)"), "次|期|届|批|轮"),
-    (re.compile(r"多少钱|金额|余额|资本|收入|利润|额度|费用|价格|面额"), "元|亿|万"),
+    (
+        re.compile(r"多少(?:钱|资金)|金额|余额|资本|收入|利润|额度|费用|价格|面额|奖补|补贴|奖励|罚款"),
+        "元|亿|万",
+    ),
+    (re.compile(r"(?:多少|几)件"), "件"),
+    (re.compile(r"(?:多少|几)(?:项|条)"), "项|条"),
+    (re.compile(r"(?:多少|几)(?:座|所|处)"), "座|所|处"),
+    (re.compile(r"(?:多少|几)(?:台|辆|套|张)"), "台|辆|套|张"),
     (re.compile(r"率|比例|比率|占比|百分之几|增幅|增速"), "%|％|‰|成|个百分点"),
 )
 _DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年")
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     "名次": re.compile(r"第几|排名|排第"),
+    "地址或联系方式": re.compile(r"地址|怎么联系|联系方式|联系电话|电话是多少|网址|网站是"),
     # 比例 or 额度 alone asks for no figure ("提高加计扣除比例后有何规定"): a figure is asked by 多少, 几 …
     "具体数字": re.compile(
         r"多少|(?<!哪)几(?:个|家|户|次|期|项|件|条|名|位|人|届|种|倍|笔|批|支|所|份|篇|年|天|成)"
         r"|多大|多高|多长|多久|百分之几"
+    ),
+    # What it takes to apply, and how: answered only where the passages state conditions or steps.
+    "申请条件或标准": re.compile(
+        r"什么条件|哪些条件|条件是什么|具体条件|需要满足|要满足|门槛|什么资格|哪些资格|认定标准|标准是什么|什么标准|哪些标准"
+    ),
+    "办理流程": re.compile(
+        r"什么流程|哪些流程|流程是什么|办理流程|申请流程|什么手续|哪些手续|什么材料|哪些材料|准备什么"
     ),
     # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
     "具体名称": re.compile(
@@ -370,6 +444,17 @@ GENERIC_NAMES = frozenset(
 )
 
 
+# What a passage says when it gives conditions, steps or a way to reach an office.
+GIVEN = {
+    # "符合续贷条件的市场主体" names conditions without stating them
+    "申请条件或标准": re.compile(
+        r"须|应当|不低于|不超过|不少于|年满|具备|以下条件|条件[为是：]|标准[为是：]|资格[为是：]"
+    ),
+    "办理流程": re.compile(r"步骤|提交|材料|手续|流程[为是：]|程序[为是：]|先.{1,12}再"),
+    "地址或联系方式": re.compile(r"地址|位于|路\d|号|电话|热线|\d{7,}|网址|邮箱|www|https?:|\.cn|\.com"),
+}
+
+
 def detail_given(kind: str, question: str, clause: str) -> bool:
     """Whether ``clause`` gives the detail of ``kind`` that ``question`` asks for (in its unit, if it
     names one)."""
@@ -377,6 +462,8 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return bool(_DATE.search(clause))
     if kind == "名次":
         return bool(re.search(r"第[一二三四五六七八九十\d]+", clause))
+    if kind in GIVEN:
+        return bool(GIVEN[kind].search(clause))
     if kind == "具体名称":
         asked = DETAILS[kind].search(question)
         return bool(asked and names_of(asked["kind"], clause, question))
@@ -417,33 +504,41 @@ class MissingDetail:
     kind: str
 
 
-def sentences_about(words: Sequence[str], texts: Iterable[str]) -> tuple[str, list[str]]:
+def sentences_about(words: Sequence[str], texts: Iterable[str], every: bool = False) -> tuple[str, list[str]]:
     """The first of ``words`` (most specific first) that a sentence of ``texts`` uses as a word, and the
     sentences that do; a headline sentence (``HEADLINE_CHARS`` or shorter: "二是开展定期现场检查。")
-    brings the sentence after it, which carries its figures."""
+    brings the sentence after it, which carries its figures. ``every``: the sentences using any of
+    ``words`` (the first word found is still returned)."""
     split = [[m[0] for m in sentences(text) if m[0].strip()] for text in texts]
+    first, found = "", []
     for word in words:
         near = []
         for parts in split:
             for at, part in enumerate(parts):
                 if covers(part, word):
                     near += parts[at : at + (2 if len(part) <= HEADLINE_CHARS else 1)]
-        if near:
+        if near and not every:
             return word, near
-    return "", []
+        first, found = first or (word if near else ""), found + near
+    return first, found
 
 
 def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> MissingDetail | None:
     """The detail ``question`` asks for when the passages ``texts`` (best first) do not give it, or None.
 
     ``words`` are the question's subject words, most specific first. The detail must be in a sentence
-    about the most specific of them the passages hold (``sentences_about``), or anywhere in the best
-    passage (a paraphrase may name its subject in other words). Nothing is judged when the question
-    asks for no detail or no sentence holds a subject word.
+    about the most specific of them the passages hold (``sentences_about``), or in a sentence of the best
+    passage about any of them; when no sentence of the best passage names one, anywhere in it (a
+    paraphrase names its subject in other words: 刚脱贫的农户 for 脱贫人口). A figure elsewhere in the best
+    passage is a figure of something else ("个人汽车贷款余额" does not say how much 消费券 were issued).
+    Nothing is judged when the question asks for no detail or no sentence holds a subject word.
     """
     kind = asked_detail(question)
     word, near = sentences_about(words, texts) if kind else ("", [])
-    if not near or any(detail_given(kind, question, part) for part in [*near, *texts[:1]]):
+    if not near:
+        return None
+    own = sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
+    if any(detail_given(kind, question, part) for part in [*near, *own]):
         return None
     return MissingDetail(word, kind)
 

@@ -9,7 +9,15 @@ from zhiwen.core.types import Answer, FinalAnswer, Hit
 from zhiwen.core.vocab import issuers_named, without_issuers
 from zhiwen.retriever import Retriever
 from zhiwen.retriever.answer import Scope, ask
-from zhiwen.retriever.answerability import asked_detail, measured, names_of, subjects
+from zhiwen.retriever.answerability import (
+    MissingDetail,
+    asked_detail,
+    foreign_modifier,
+    measured,
+    names_of,
+    subjects,
+    unmet_detail,
+)
 from zhiwen.retriever.topics import load_glossary
 
 
@@ -64,6 +72,41 @@ def test_which_bank_wants_a_bank_by_name():
     assert names_of("银行", "指导举办*银行业保险业知识竞赛", question) == [], "银行业 is no bank"
 
 
+def test_a_figure_must_be_in_a_sentence_about_the_subject_unless_the_best_passage_paraphrases_it():
+    elsewhere = "实施市县错位奖补，探索“基金+招商+上市”模式。截至一季度末，全省个人汽车贷款余额*.*亿元。"
+    missing = unmet_detail("企业上市奖补多少钱？", [elsewhere], ("奖补", "上市"))
+    assert missing == MissingDetail("奖补", "具体数字"), "a figure of car loans is no figure of 奖补"
+    paraphrased = ["截至目前，全市新增脱贫人口小额信贷1309户。", "二是开展小额贷款公司监管评级工作。"]
+    assert unmet_detail("刚脱贫的人新拿到多少户小额贷款？", paraphrased, ("小额贷款",)) is None
+
+
+def test_conditions_and_steps_are_given_only_where_the_passage_states_them():
+    question = "无还本续贷要满足哪些条件？"
+    assert asked_detail(question) == "申请条件或标准"
+    named_only = ["对符合续贷条件的市场主体实行无还本续贷。"]
+    assert unmet_detail(question, named_only, ("无还本续贷",)) == MissingDetail(
+        "无还本续贷", "申请条件或标准"
+    )
+    stated = ["无还本续贷的企业须正常经营，且贷款期限不超过一年。"]
+    assert unmet_detail(question, stated, ("无还本续贷",)) is None
+    assert asked_detail("办理续贷要准备哪些材料？") == "办理流程"
+    assert asked_detail("四川省电子税务局网址是多少？") == "地址或联系方式"
+
+
+def test_set_phrases_ending_in_a_noun_are_subject_words_and_foreign_modifiers_are_found():
+    glossary = load_glossary()
+    assert "个人所得税" in [s.word for s in subjects("个人所得税怎么申报？", glossary)]
+    assert "融资难" not in [s.word for s in subjects("怎么解决融资难？", glossary)]
+    holds = {"金融": ["绿色金融"], "小额": ["小额信贷"]}
+
+    def contexts(term: str) -> list[str]:
+        return holds.get(term, [])
+
+    assert foreign_modifier("供应链金融", contexts) == "供应链"
+    assert foreign_modifier("小额贷款", contexts) == "", "小额 is written"
+    assert foreign_modifier("房地产税", contexts) == "", "no head of a term of art"
+
+
 @pytest.fixture(scope="module")
 def retriever(corpus_settings, embedder) -> Retriever:
     return Retriever(corpus_settings, embedder=embedder)
@@ -85,6 +128,13 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("房产证怎么补办？", "subject", "房产证"),
         ("契税减免政策有哪些？", "subject", "契税"),  # an instrument no document names
         ("首贷续贷中心试点由哪家银行承办？", "detail", "首贷续贷：具体名称"),  # no bank named near it
+        ("失业保险金怎么领？", "subject", "保险金"),  # a payment by name
+        ("个人所得税怎么退？", "subject", "个人所得税"),  # a set phrase (jieba's l) ending in a noun
+        ("供应链金融有哪些产品？", "subject", "供应链金融"),  # a term of art whose modifier no report writes
+        ("全市建了多少个冷链仓库？", "subject", "冷链"),  # the thing counted
+        ("消费贷款的利率是怎么规定的？", "subject", "利率"),  # how a term is set
+        ("首贷续贷中心申请要满足哪些条件？", "detail", "首贷续贷：申请条件或标准"),  # conditions never stated
+        ("办理无还本续贷要准备哪些材料？", "detail", "无还本续贷：办理流程"),  # steps never stated
         ("国家发改委出台了哪些支持新市民的措施？", "scope", "发改委"),  # the body under its other name
         ("税务总局对汽车消费有什么支持？", "scope", "税务局"),
     ],
@@ -104,6 +154,8 @@ def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, q
         "哪家银行摘掉了高风险机构的帽子？",  # a bank by name: 市农商银行
         "银保监局跟哪家法院签署了战略合作框架协议？",  # a court by name: 成渝金融法院
         "外地来城里打工的人能办什么专门的贷款？",  # plain words of a paraphrase
+        "全市贷款余额比去年同期增长了百分之几？",  # a share asked, a percentage given
+        "对地方金融组织下发了多少份整改通知书？",  # the figure is in the item the headline opens
     ],
 )
 def test_the_same_shapes_are_answered_when_the_knowledge_base_has_it(retriever, question):
