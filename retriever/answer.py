@@ -54,7 +54,8 @@ class Scope:
 
     @classmethod
     def of(cls, question: str) -> Scope:
-        """A body the question names as a partner ("和人民银行等部门", "会同卫健委") is not its scope."""
+        """A body the question names as a partner ("和人民银行等部门", "会同卫健委") or a destination
+        ("去证监局做了上市辅导备案") is not its scope."""
         bodies = [
             body
             for body, start, end in issuer_mentions(question)
@@ -81,7 +82,7 @@ class Scope:
         return "、".join([f"{y}年" for y in self.years] + list(self.issuers))
 
 
-_PARTNER_BEFORE = re.compile(r"(?:和|与|同|跟|及|、|会同|联合|配合|协同)$")
+_PARTNER_BEFORE = re.compile(r"(?:和|与|同|跟|及|、|会同|联合|配合|协同|去|到|向|往)$")
 _SENTENCE_STARTS = re.compile(r"[。！？；，：\s]")
 _PROVINCES = (
     "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|海南|四川|"

@@ -57,7 +57,7 @@ HELD_SHARE = 0.5
 # "存款余额是多少" (余额, 金额 and 比例 are cue words, never subject words: the word before them is).
 _MEASURED_CUE = (
     r"(?:余额|金额|比例)?(?:是|为|有|要|能|可以|可|会|最高|最多|最低|一般|大概|具体|每年|每月|每张|每家|每户|每人)*"
-    r"(?:多少|是谁|几[个家天年次项种]|多高|多大|多长|多久|百分之几|怎么规定|如何规定|有什么规定|有何规定|怎么定)"
+    r"(?:多少|是谁|几[个家天年次项种]|多高|多大|多长|多久|百分之几|怎么规定|如何规定)"
 )
 # What precedes the thing a question counts: "多少个电动汽车充电桩", "几家银行" (not "哪几个关键字": which
 # ones, named by their instances rather than by the word).
@@ -67,7 +67,7 @@ _COUNTED_CUE = r"(?:多少|(?<!哪)几)(?:个|家|台|座|辆|套|张|项|条|�
 _PERSONAL = re.compile(
     r"划算|值得|值不值|要不要|该不该|怎么才能|如何才能|能不能|可不可以|需要带|要带什么|激活|解冻|挂失|补办|"
     r"怎么算|怎么办理|如何办理|怎么申请|如何申请|怎么查|如何查询|怎么收费|什么时候开通|怎么开通|怎么注册|"
-    r"怎么开|怎么领|如何领取|怎么取|怎么退|能退吗|怎么选|怎么买|去哪里|哪里能|哪里可以|合适吗|合适|哪个好|"
+    r"怎么开|怎么领|如何领取|怎么取|怎么退|能退吗|怎么选|怎么买|合适吗|合适|哪个好|"
     r"哪个风险|追回"
 )
 # The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
@@ -401,7 +401,9 @@ _DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年�
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     "名次": re.compile(r"第几|排名|排第"),
-    "地址或联系方式": re.compile(r"地址|怎么联系|联系方式|联系电话|电话是多少|网址|网站是"),
+    "地址或联系方式": re.compile(
+        r"地址(?:是|在)|什么地址|怎么联系|联系方式(?:是|有)|联系电话(?:是|多少)|电话是多少|网址|网站是"
+    ),
     # 比例 or 额度 alone asks for no figure ("提高加计扣除比例后有何规定"): a figure is asked by 多少, 几 …
     "具体数字": re.compile(
         r"多少|(?<!哪)几(?:个|家|户|次|期|项|件|条|名|位|人|届|种|倍|笔|批|支|所|份|篇|年|天|成)"
@@ -444,13 +446,18 @@ GENERIC_NAMES = frozenset(
 )
 
 
-# What a passage says when it gives conditions, steps or a way to reach an office.
+# An enumeration: the items of a list of conditions or steps ("（一）", "1.", "①"); not "；", which long
+# report sentences use between measures.
+_ENUMERATION = r"（[一二三四五六七八九十]）|\([1-9一二三四五六七八九]\)|[1-9][.、．]|[①②③④⑤⑥⑦⑧⑨]"
+# What a passage says when it gives conditions, steps or a way to reach an office: a threshold, a figure,
+# a list, a modal verb. "对符合续贷条件的市场主体实行无还本续贷" names conditions without giving any.
 GIVEN = {
-    # "符合续贷条件的市场主体" names conditions without stating them
     "申请条件或标准": re.compile(
-        r"须|应当|不低于|不超过|不少于|年满|具备|以下条件|条件[为是：]|标准[为是：]|资格[为是：]"
+        rf"须|需|应|不低于|不超过|不少于|不高于|年满|具备|以上|以下|之间|\d|{_ENUMERATION}"
     ),
-    "办理流程": re.compile(r"步骤|提交|材料|手续|流程[为是：]|程序[为是：]|先.{1,12}再"),
+    "办理流程": re.compile(
+        rf"步骤|提交|提供|材料|手续|申请表|复印件|原件|证明|身份证|登录|网上|线上|窗口|首先|然后|程序|\d|{_ENUMERATION}"
+    ),
     "地址或联系方式": re.compile(r"地址|位于|路\d|号|电话|热线|\d{7,}|网址|邮箱|www|https?:|\.cn|\.com"),
 }
 

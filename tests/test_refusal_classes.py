@@ -46,6 +46,7 @@ def test_a_body_the_question_names_as_a_partner_is_no_scope():
     assert Scope.of("当地和人民银行等部门建立了什么制度？").issuers == ()
     assert Scope.of("工业和信息化厅会同卫健委、药监局进驻了多少家企业？").issuers == ()
     assert Scope.of("央行出台了哪些措施？").issuers == ("人民银行",)
+    assert Scope.of("哪家企业去证监局做了上市辅导备案？").issuers == (), "a destination, not the actor"
 
 
 def test_the_measured_word_is_the_one_before_the_figure_cue():
