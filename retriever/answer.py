@@ -31,7 +31,7 @@ from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuer_mentions, issuer_names, years_named
 
-from .answerability import NO_GAPS, Gaps, MissingDetail, pieces, unmet_detail
+from .answerability import NO_GAPS, Gaps, MissingDetail, joined_words, pieces, unmet_detail
 from .compose import Library, compose, part_answer, wanted_roles
 from .followup import MAX_DEPTH, Previous, Resolution, Span, Turn, condense, read_history, resolve
 from .intent import understand
@@ -180,9 +180,15 @@ def near_miss(word: str, hits: Sequence[Hit]) -> str:
             for sentence in sentences(hit.text):
                 found = sentence[0].strip()
                 at = found.find(part)
-                if at >= 0:
+                if at >= 0 and (len(part) > 1 or _in_noun(part, found)):
                     return _quote_around(found, at, len(part))
     return ""
+
+
+def _in_noun(character: str, sentence: str) -> bool:
+    """Whether a noun of ``sentence`` holds ``character``: 车 in 汽车 is a thing shared with 车辆购置税, 供 in
+    提供 is nothing shared with 供应链金融."""
+    return any(noun and character in word for word, noun in joined_words(sentence))
 
 
 def _quote_around(sentence: str, at: int, length: int) -> str:

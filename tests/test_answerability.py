@@ -100,6 +100,7 @@ def test_an_instrument_the_kb_lacks_is_decisive_whatever_the_relevance():
 def test_near_miss_quotes_what_the_kb_covers_nearby():
     assert near_miss("车辆购置税", [hit(KB[1], 0.85)]).startswith("鼓励银行机构加大汽车消费金融支持")
     assert near_miss("国债", [hit(KB[2], 0.85)]) == ""
+    assert near_miss("供应链", [hit("为企业提供融资服务。", 0.85)]) == "", "供 of 提供 is no thing shared"
     late = "紧密结合“万人助万企”等活动，共开展“专精特新”、绿色金融、重点项目、建筑和房地产行业等线上、线下银企对接活动50余次。"
     quote = near_miss("房地产税", [hit(late, 0.85)])
     assert quote == "……建筑和房地产行业等线上、线下银企对接活动50余次", (
