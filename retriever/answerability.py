@@ -26,8 +26,9 @@ mentioned (``abbreviated``).
 
 A subject the knowledge base covers does not make every question about it answerable: "首贷续贷中心
 试点是哪一年开始的？" asks for a date the reports never give. ``unmet_detail`` finds the kind of detail a
-question asks for (a date, a rank, a figure in a unit) and looks for it in the passages' sentences about
-the subject; when they lack it, the question is refused, naming what is missing.
+question asks for (a date, a rank, a figure in a unit, an address, conditions or a standard, the steps)
+and looks for it in the passages' sentences about the subject; when they lack it, the question is
+refused, naming what is missing.
 """
 
 from __future__ import annotations
