@@ -50,6 +50,9 @@ REFUSAL4_PATH = REPO / "eval" / "data" / "refusal4.jsonl"
 # A fifth, written blind at the same time by a third author (a new hire's and the public's voice, terse
 # keyword questions beside long colloquial ones): measured on, never tuned on.
 REFUSAL5_PATH = REPO / "eval" / "data" / "refusal5.jsonl"
+# A sixth, written blind by a fourth author after this round's rules were tuned (an auditor's, a
+# journalist's and a retired official's voice): measured on, never tuned on, never looked into.
+REFUSAL6_PATH = REPO / "eval" / "data" / "refusal6.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -337,6 +340,7 @@ LOCAL = {
     "refusal3": REFUSAL3_PATH,
     "refusal4": REFUSAL4_PATH,
     "refusal5": REFUSAL5_PATH,
+    "refusal6": REFUSAL6_PATH,
 }
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
@@ -348,7 +352,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal5`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal6`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole
