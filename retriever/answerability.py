@@ -415,7 +415,8 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"什么条件|哪些条件|条件是什么|具体条件|需要满足|要满足|门槛|什么资格|哪些资格|认定标准|标准是什么|什么标准|哪些标准"
     ),
     "办理流程": re.compile(
-        r"什么流程|哪些流程|流程是什么|办理流程|申请流程|什么手续|哪些手续|什么材料|哪些材料|准备什么"
+        r"什么流程|哪些流程|流程是什么|办理流程|申请流程|什么手续|哪些手续|"
+        r"(?:准备|提交|提供|带|交)(?:什么|哪些)(?:相关)?材料"  # not "警示教育用了哪些材料": teaching material
     ),
     # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
     "具体名称": re.compile(

@@ -91,6 +91,7 @@ def test_conditions_and_steps_are_given_only_where_the_passage_states_them():
     stated = ["无还本续贷的企业须正常经营，且贷款期限不超过一年。"]
     assert unmet_detail(question, stated, ("无还本续贷",)) is None
     assert asked_detail("办理续贷要准备哪些材料？") == "办理流程"
+    assert asked_detail("警示教育用了哪些材料？") == "", "teaching material, not papers to hand in"
     assert asked_detail("四川省电子税务局网址是多少？") == "地址或联系方式"
 
 
