@@ -36,6 +36,10 @@ _MEANING: dict[str, Verdict] = {
 }
 
 
+# The judge's reply is one word; a longer one is cut here (a small local model may explain itself at length).
+JUDGE_TOKENS = 16
+
+
 def judge_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:
     """The judge's prompt: the question and the numbered passages the answer would cite."""
     from langchain_core.messages import HumanMessage, SystemMessage
@@ -52,5 +56,5 @@ def parse_verdict(reply: str) -> Verdict:
 
 def judge(question: str, hits: list[Hit], model: BaseChatModel) -> Verdict:
     """Whether ``hits`` answer ``question``, as the chat ``model`` judges it."""
-    reply = model.invoke(judge_messages(question, hits))
+    reply = model.invoke(judge_messages(question, hits), max_tokens=JUDGE_TOKENS)
     return parse_verdict(str(reply.content))

@@ -457,7 +457,14 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "negatives", "questions"), [("refusal", 70, 157), ("refusal2", 38, 72), ("refusal3", 44, 88), ("refusal4", 79, 162), ("refusal5", 74, 159)]
+    ("name", "negatives", "questions"),
+    [
+        ("refusal", 70, 157),
+        ("refusal2", 38, 72),
+        ("refusal3", 44, 88),
+        ("refusal4", 79, 162),
+        ("refusal5", 74, 159),
+    ],
 )
 def test_the_blind_refusal_sets_load_with_their_categories(name: str, negatives: int, questions: int):
     data = load_dataset(name)
