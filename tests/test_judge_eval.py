@@ -100,7 +100,7 @@ def test_the_judge_is_asked_only_what_the_offline_rules_let_through(retriever):
     judged, seconds = judge_features(
         data, features, retriever, fake_judge(*replies, prompts=prompts), THRESHOLD, progress=False
     )
-    assert [p.split("问题：")[1].split("\n")[0] for p in prompts.sent] == through, "each once, in order"
+    assert [p.rsplit("问题：", 1)[1].split("\n")[0] for p in prompts.sent] == through, "each once, in order"
     assert seconds >= 0.0
     for (_, before), (_, after) in zip(features, judged):
         if before.refusal(THRESHOLD) is not None:
