@@ -121,6 +121,12 @@ def _names_option(flag: str, allowed: tuple[str, ...], help_text: str):
     is_flag=True,
     help="Also find the refusal threshold that refuses the most negatives while refusing at most 2% of the answerable questions (set it as refusal_threshold).",
 )
+@click.option(
+    "--judge",
+    is_flag=True,
+    help="Also ask the configured LLM (llm_base_url or llm_gguf) to judge every question the offline "
+    "refusal rules let through, as `zhiwen ask --llm` does, and print the refusal table with and without it.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option(
     "--answers",
@@ -150,6 +156,7 @@ def run_command(
     index_root: Path | None,
     config_file: Path | None,
     calibrate_refusal: bool,
+    judge: bool,
     quiet: bool,
     answers: bool,
 ) -> None:
@@ -162,6 +169,7 @@ def run_command(
       zhiwen eval --dataset holdout --calibrate-refusal  the held-out set: check, never tune
       zhiwen eval --dataset stard --max-docs 3000   statutes: gold articles, their laws, then random ones
       zhiwen eval --strategies hybrid --fusion rrf --dense-weight 0.5 --report out/
+      zhiwen eval --dataset refusal4 --chunkers structure --strategies hybrid --judge   with the LLM judge
     """
     if answers:
         ctx.invoke(
@@ -186,6 +194,7 @@ def run_command(
         raise click.UsageError("--corpus and --queries go together")
     try:
         settings = Settings.load(config_file)
+        model = _judge_model(settings) if judge else None
         fusion = fusion or settings.fusion
         params = FusionParams(
             dense_weight=settings.dense_weight if dense_weight is None else dense_weight,
@@ -207,10 +216,19 @@ def run_command(
     indexed = settings.replace(
         chunker=chunkers[0], index_dir=(index_root or settings.cache_dir / "eval") / data.name / chunkers[0]
     )
-    from .refusal import calibrate, question_features, refusal_lines, score_threshold
+    from .refusal import (
+        calibrate,
+        judge_features,
+        judge_lines,
+        question_features,
+        refusal_lines,
+        score_threshold,
+        verdict_counts,
+    )
 
     # Every question of a set without negatives is answerable: each refusal there is a false one.
-    features = question_features(data, Retriever(indexed))
+    retriever = Retriever(indexed)
+    features = question_features(data, retriever)
     measured = [score_threshold(features, settings.refusal_threshold)]
     if calibrate_refusal and result.negatives:
         measured.append(calibrate(features))
@@ -221,13 +239,34 @@ def run_command(
             f"recall {m.recall:.3f} ({m.negatives} negatives; {m.false_refusals} of {m.positives} "
             f"answerable questions refused, {m.false_refusals / max(1, m.positives):.1%})"
         )
-    lines += refusal_lines(data, features, settings.refusal_threshold)
+    if model is None:
+        lines += refusal_lines(data, features, settings.refusal_threshold)
+    else:
+        judged, seconds = judge_features(
+            data, features, retriever, model, settings.refusal_threshold, progress=not quiet
+        )
+        output["judge"] = {
+            **vars(score_threshold(judged, settings.refusal_threshold)),
+            "seconds_per_judged_question": seconds,
+            "verdicts": verdict_counts(judged),
+        }
+        lines += judge_lines(data, features, judged, settings.refusal_threshold, seconds)
     click.echo(json.dumps(output, ensure_ascii=False, indent=2) if as_json else "\n".join(lines))
     written = write_trec(result, trec_dir) if trec_dir else []
     if report_dir:
         written.append(write_report(result, report_dir))
     for path in written:
         click.echo(f"wrote {path}", err=as_json)
+
+
+def _judge_model(settings: Settings):
+    """The chat model ``--judge`` asks, or a one-line error saying how to configure one."""
+    from zhiwen.retriever.llm import LLMError, chat_model_from_settings
+
+    try:
+        return chat_model_from_settings(settings)
+    except LLMError as exc:
+        raise click.ClickException(f"--judge needs an LLM: {exc}") from None
 
 
 @eval_group.command("answers")

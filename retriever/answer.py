@@ -35,7 +35,7 @@ from .answerability import NO_GAPS, Gaps, MissingDetail, joined_words, pieces, u
 from .compose import Library, compose, part_answer, wanted_roles
 from .followup import MAX_DEPTH, Previous, Resolution, Span, Turn, condense, read_history, resolve
 from .intent import understand
-from .judge import judge
+from .judge import Verdict, judge
 from .llm import chat_model_from_settings, stream_llm_answer
 from .search import Retriever
 
@@ -126,13 +126,15 @@ class Evidence:
     subject or scope refusal, which no threshold overrides; ``unsupported`` is the question's subject word
     no document uses (it raises the threshold by ``SUBJECT_MARGIN``); ``unmet`` the detail it asks for
     that the passages about its subject do not give (a refusal whatever their relevance). Calibration
-    sweeps thresholds over these.
+    sweeps thresholds over these. ``verdict`` is the LLM judge's, when it was asked (``judged``): the
+    offline rules are the floor, and "no" refuses (rule ``judge``) only what they let through.
     """
 
     relevance: float
     ruled: Refusal | None = None
     unsupported: str = ""
     unmet: MissingDetail | None = None
+    verdict: Verdict | None = None
 
     def refusal(self, threshold: float) -> Refusal | None:
         """The refusal at ``threshold``, or None when the question is answered."""
@@ -144,7 +146,22 @@ class Evidence:
             return Refusal("relevance", self.relevance, f"{self.relevance:.3f} < {threshold:.3f}")
         if self.unmet is not None:
             return Refusal("detail", self.relevance, f"{self.unmet.subject}：{self.unmet.kind}")
+        if self.verdict == "no":
+            return Refusal("judge", self.relevance, JUDGED_NO)
         return None
+
+
+JUDGED_NO = "LLM 判断检索到的段落不能回答这个问题"
+
+
+def judged(
+    question: str, answer: Answer, hits: Sequence[Hit], model: BaseChatModel
+) -> tuple[Verdict, list[Hit]]:
+    """The LLM judge's verdict on the offline ``answer`` to ``question``, and the passages it was shown:
+    the ``hits`` the answer cites (the LLM phrases its answer from the same ones)."""
+    accepted = {c.chunk_id for c in answer.citations}
+    passages = [h for h in hits if h.chunk_id in accepted]
+    return judge(question, passages, model), passages
 
 
 # The passages whose sentences about the subject must give the detail a question asks for.
@@ -266,12 +283,10 @@ def ask(
     if resolution.understood:
         yield TextDelta(f"理解为：{resolution.understood}\n")
     question = resolution.question
-    accepted = {c.chunk_id for c in answer.citations}
-    passages = [h for h in hits if h.chunk_id in accepted]
-    verdict = judge(question, passages, model)
+    verdict, passages = judged(question, answer, hits, model)
     if verdict == "no":
         best = max((relevance(h) for h in passages), default=0.0)
-        refusal = Refusal("judge", best, "LLM 判断检索到的段落不能回答这个问题")
+        refusal = Refusal("judge", best, JUDGED_NO)
         text = REFUSAL + "检索到的段落谈的不是这个问题。以下段落可能相关，仅供参考。"
         refused = Answer(text, "llm", related=tuple(hits[:3]), warnings=warnings, refusal=refusal)
         yield FinalAnswer(understood_as(refused, resolution))

@@ -16,7 +16,7 @@ class LlamaCppChat(BaseChatModel):
     """A LangChain chat model over a local GGUF file through llama-cpp-python (optional extra ``gguf``)."""
 
     llama: Any
-    max_tokens: int = 512
+    max_tokens: int = 512  # per reply, unless the call asks for fewer (the judge: ``judge.JUDGE_TOKENS``)
 
     @classmethod
     def from_path(cls, path: str, threads: int | None = None) -> LlamaCppChat:
@@ -40,7 +40,10 @@ class LlamaCppChat(BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> ChatResult:
         out = self.llama.create_chat_completion(
-            self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop
+            self._request(messages),
+            temperature=0,
+            max_tokens=kwargs.get("max_tokens", self.max_tokens),
+            stop=stop,
         )
         return ChatResult(
             generations=[ChatGeneration(message=AIMessage(out["choices"][0]["message"]["content"]))]
@@ -50,7 +53,11 @@ class LlamaCppChat(BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         for part in self.llama.create_chat_completion(
-            self._request(messages), temperature=0, max_tokens=self.max_tokens, stop=stop, stream=True
+            self._request(messages),
+            temperature=0,
+            max_tokens=kwargs.get("max_tokens", self.max_tokens),
+            stop=stop,
+            stream=True,
         ):
             text = part["choices"][0]["delta"].get("content")
             if text:
