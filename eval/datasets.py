@@ -53,6 +53,10 @@ REFUSAL5_PATH = REPO / "eval" / "data" / "refusal5.jsonl"
 # A sixth, written blind by a fourth author after this round's rules were tuned (an auditor's, a
 # journalist's and a retired official's voice): measured on, never tuned on, never looked into.
 REFUSAL6_PATH = REPO / "eval" / "data" / "refusal6.jsonl"
+# A seventh, written blind by a fifth author from the reports alone after refusal5 and refusal6 had been
+# looked into (a regulator's in-domain terms, near-topic questions sharing a word with the reports,
+# everyday finance; paraphrases in plain words): measured on, never tuned on, never looked into.
+REFUSAL7_PATH = REPO / "eval" / "data" / "refusal7.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -341,6 +345,7 @@ LOCAL = {
     "refusal4": REFUSAL4_PATH,
     "refusal5": REFUSAL5_PATH,
     "refusal6": REFUSAL6_PATH,
+    "refusal7": REFUSAL7_PATH,
 }
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
@@ -352,7 +357,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal6`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal7`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole
