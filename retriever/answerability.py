@@ -69,7 +69,9 @@ _PERSONAL = re.compile(
     r"划算|值得|值不值|要不要|该不该|怎么才能|如何才能|能不能|可不可以|需要带|要带什么|激活|解冻|挂失|补办|"
     r"怎么算|怎么办理|如何办理|怎么申请|如何申请|怎么查|如何查询|怎么收费|什么时候开通|怎么开通|怎么注册|"
     r"怎么开|怎么领|如何领取|怎么取|怎么退|能退吗|怎么选|怎么买|合适吗|合适|哪个好|"
-    r"哪个风险|追回"
+    r"哪个风险|追回|"
+    # whether to buy, which to buy, where prices go: investment advice, which no report gives
+    r"适合[^，。？?]{0,10}吗|还是[^，。？?]{0,10}好|比较好|走势|行情|该买|买什么|买哪"
 )
 # The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
 # 手续费, 利率, 国债). 券 and 金 are left out: 购物券 and 本金 are how people paraphrase 消费券 and 还本.
@@ -401,7 +403,10 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
 _DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年")
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
-    "名次": re.compile(r"第几|排名|排第"),
+    # Which one came first, or led: answered only by a ranking, not by the list of who took part.
+    "名次": re.compile(r"第几|排名|排第|第一名|一等奖|冠军|(?:最多|最高|最大|最少|最低)的是哪"),
+    # What a named company does: answered only where a passage says its trade, not where it is named.
+    "主营业务": re.compile(r"(?:什么|哪个|哪一个)行业|主营|经营范围|哪一行"),
     "地址或联系方式": re.compile(
         r"地址(?:是|在)|什么地址|怎么联系|联系方式(?:是|有)|联系电话(?:是|多少)|电话是多少|网址|网站是"
     ),
@@ -460,6 +465,7 @@ GIVEN = {
     "办理流程": re.compile(
         rf"步骤|提交|提供|材料|手续|申请表|复印件|原件|证明|身份证|登录|网上|线上|窗口|首先|然后|程序|\d|{_ENUMERATION}"
     ),
+    "主营业务": re.compile(r"主营|从事|经营|生产|制造|研发|行业|产业|领域|业务|产品|服务商|供应商"),
     "地址或联系方式": re.compile(r"地址|位于|路\d|号|电话|热线|\d{7,}|网址|邮箱|www|https?:|\.cn|\.com"),
 }
 
@@ -470,7 +476,7 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     if kind == "具体日期":
         return bool(_DATE.search(clause))
     if kind == "名次":
-        return bool(re.search(r"第[一二三四五六七八九十\d]+", clause))
+        return bool(re.search(r"第[一二三四五六七八九十\d]+|首位|榜首|居首|[一二三]等奖|冠军|最多|最高|最大|最少|最低", clause))
     if kind in GIVEN:
         return bool(GIVEN[kind].search(clause))
     if kind == "具体名称":
@@ -478,8 +484,73 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return bool(asked and names_of(asked["kind"], clause, question))
     units = next((unit for cue, unit in UNITS if cue.search(question)), "")
     if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
-        return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}", clause))
-    return bool(re.search(rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之", clause))  # 50余次, 5000多家
+        figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}"
+    else:
+        figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之"  # 50余次, 5000多家
+    held, asked = holder(question), anchor(question)
+    return any(
+        (not held or figure_of(held, question, clause[: m.start()]))
+        and (not asked or anchor(clause[: m.start()], last=True) in ("", asked))
+        for m in re.finditer(figure, clause)
+    )
+
+
+# The point in time a figure is taken at: "截至5月末", "年末", "上半年". A figure as of 5月末 is not the
+# year-end figure a question asks for.
+_ANCHOR = re.compile(r"(\d{1,2})月(?:末|底)|(年末|年底)|(上半年|下半年|[一二三四]季度|前三季度)")
+
+
+def anchor(text: str, last: bool = False) -> str:
+    """The point in time ``text`` names (its first, or its ``last``), as "5月末", "年末", "上半年"; "" if none."""
+    found = list(_ANCHOR.finditer(text))
+    if not found:
+        return ""
+    month, year_end, period = found[-1 if last else 0].groups()
+    if month:
+        return "年末" if int(month) == 12 else f"{int(month)}月末"
+    return "年末" if year_end else period
+
+
+# The words a question puts between the thing measured and its figure: "不良贷款率目前具体是多少".
+_FILLER = frozenset(["具体", "是", "为", "有", "目前", "现在", "大概", "大约", "约", "一共", "共", "总共", "达到", "达", "的"])
+# What a figure measures when it is a level, a share or an amount ("贷款余额", "不良贷款率", "利率").
+_MEASURE_HEAD = re.compile(r"(?:余额|总额|金额|规模|占比|比重|增速|增幅|率)$")
+# What a report puts between a measure and its figure when the figure is a change, not the level:
+# "不良贷款率下降46.22%" says by how much the rate fell, not what it is.
+_CHANGE = re.compile(r"下降|上升|增长|增加|减少|提高|降低|较年初|较上年|同比|环比|压降|多增|少增|回落|上涨|下跌|降幅|增幅|增速")
+_SCOPE_WORDS = frozenset(["全市", "全省", "全国", "全县", "全区", "我市", "本市", "我省", "本省", "市", "省", "县"])
+
+
+def holder(question: str) -> str:
+    """The measure with its qualifier whose figure ``question`` asks for, when it names one: "不良贷款余额"
+    in "全市不良贷款余额具体是多少亿元", "不良贷款率" in "不良贷款率具体是百分之几"; "" otherwise. A figure
+    of the measure without the qualifier (全市贷款余额) is a figure of something else."""
+    cue = DETAILS["具体数字"].search(question)
+    if not cue:
+        return ""
+    tagged = list(domain_tagger().cut(question[: cue.start()]))
+    while tagged and tagged[-1][0] in _FILLER:
+        tagged.pop()
+    if len(tagged) < 2 or not _MEASURE_HEAD.search(tagged[-1][0]):
+        return ""
+    (qualifier, flag), head = tagged[-2], tagged[-1][0]
+    if qualifier in _SCOPE_WORDS or not re.match(r"^(n|vn|a|b|j)", flag) or not _CJK.search(qualifier):
+        return ""
+    return qualifier + head
+
+
+def figure_of(held: str, question: str, before: str) -> bool:
+    """Whether the figure after ``before`` (the sentence up to it) can be a figure of ``held``: its clause
+    names ``held`` (or it without 贷款: 不良率) with no change between them, or names neither another
+    measure of its kind nor a change (a bare "达到12亿元"). A question asking for a change takes changes."""
+    clause = re.split(r"[，,；;：:、。]", before)[-1]
+    for name in dict.fromkeys([held, held.replace("贷款", "")]):
+        at = clause.rfind(name)
+        if at >= 0:
+            return not _CHANGE.search(clause[at + len(name) :]) or bool(_CHANGE.search(question))
+    head = _MEASURE_HEAD.search(held)[0]
+    other = re.search(rf"[\u4e00-\u9fff]{{{max(1, 3 - len(head))},}}{head}", clause)
+    return not other and (not _CHANGE.search(clause) or bool(_CHANGE.search(question)))
 
 
 def names_of(kind: str, clause: str, question: str) -> list[str]:
@@ -549,7 +620,7 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     own = sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
     if any(detail_given(kind, question, part) for part in [*near, *own]):
         return None
-    return MissingDetail(word, kind)
+    return MissingDetail((kind == "具体数字" and holder(question)) or word, kind)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from zhiwen.retriever.answer import Scope, ask
 from zhiwen.retriever.answerability import (
     MissingDetail,
     asked_detail,
+    detail_given,
     foreign_modifier,
+    holder,
     measured,
     names_of,
     subjects,
@@ -81,6 +83,37 @@ def test_a_figure_must_be_in_a_sentence_about_the_subject_unless_the_best_passag
     assert unmet_detail("刚脱贫的人新拿到多少户小额贷款？", paraphrased, ("小额贷款",)) is None
 
 
+def test_a_figure_of_the_measure_without_its_qualifier_or_at_another_time_is_no_answer():
+    assert holder("全市不良贷款余额具体是多少亿元？") == "不良贷款余额"
+    assert holder("市农商银行现在的不良贷款率是百分之几？") == "不良贷款率"
+    assert holder("全市贷款余额是多少？") == "", "全市 is a scope, not a qualifier"
+    total = "截至5月末，全市贷款余额785.03亿元，剔除不良贷款处置因素较年初实际增加58亿元、增幅7.15%"
+    assert not detail_given("具体数字", "全市不良贷款余额是多少亿元？", total), "the total is not the bad loans"
+    assert detail_given("具体数字", "全市不良贷款余额是多少亿元？", "全市不良贷款余额12.5亿元")
+    assert detail_given("具体数字", "全市不良贷款余额是多少亿元？", "全市不良贷款余额和不良率双降，余额达到12.5亿元")
+    fell = "农信系统不良贷款率下降46.22%"
+    assert not detail_given("具体数字", "不良贷款率具体是百分之几？", fell), "a fall is not the rate"
+    assert detail_given("具体数字", "不良贷款率下降了百分之几？", fell), "unless the fall is asked"
+    assert detail_given("具体数字", "不良贷款率是百分之几？", "不良率为1.8%"), "its short form"
+    assert not detail_given("具体数字", "年末全市贷款余额是多少？", total), "as of 5月末, not the year end"
+    assert detail_given("具体数字", "5月末全市贷款余额是多少？", total)
+    assert detail_given("具体数字", "年底全市贷款余额是多少？", "截至12月末，全市贷款余额800亿元")
+
+
+def test_a_ranking_and_a_trade_are_given_only_where_the_passage_states_them():
+    assert asked_detail("知识竞赛谁拿了一等奖？") == asked_detail("罚款最多的是哪家机构？") == "名次"
+    took_part = ["指导举办*银行业保险业清廉金融文化知识竞赛，以赛促学、以学促廉。"]
+    assert unmet_detail("知识竞赛谁拿了一等奖？", took_part, ("竞赛",)) == MissingDetail("竞赛", "名次")
+    ranked = ["在全省清廉金融文化知识竞赛中，我局代表队获得一等奖。"]
+    assert unmet_detail("知识竞赛谁拿了一等奖？", ranked, ("竞赛",)) is None
+    assert asked_detail("天海集团是做什么行业的？") == asked_detail("海昌智能主营什么业务？") == "主营业务"
+    assert asked_detail("新市民专属信贷产品有哪些？") == "", "products asked, not a company's trade"
+    named = ["先后帮助海昌智能、天海集团等重点上市后备企业解决股份制改造等问题14个。"]
+    assert unmet_detail("天海集团主营什么业务？", named, ("天海集团",)) == MissingDetail("天海集团", "主营业务")
+    trade = ["天海集团主要从事汽车零部件制造，拟于明年申报上市。"]
+    assert unmet_detail("天海集团主营什么业务？", trade, ("天海集团",)) is None
+
+
 def test_conditions_and_steps_are_given_only_where_the_passage_states_them():
     question = "无还本续贷要满足哪些条件？"
     assert asked_detail(question) == "申请条件或标准"
@@ -139,6 +172,11 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("办理无还本续贷要准备哪些材料？", "detail", "无还本续贷：办理流程"),  # steps never stated
         ("国家发改委出台了哪些支持新市民的措施？", "scope", "发改委"),  # the body under its other name
         ("税务总局对汽车消费有什么支持？", "scope", "税务局"),
+        # the total 贷款余额 of 5月末 is given, never the bad loans' share of it
+        ("5月末全市的不良贷款余额有多少亿元？", "detail", "不良贷款余额：具体数字"),
+        ("海昌智能主营什么业务？", "detail", "海昌：主营业务"),  # named as a listed firm, its trade never
+        ("清廉金融文化知识竞赛谁拿了一等奖？", "detail", "竞赛：名次"),  # held, never ranked
+        ("黄金现在还适合买吗？", "subject", "黄金"),  # investment advice on a thing no report names
     ],
 )
 def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, question, rule, detail):
@@ -152,6 +190,7 @@ def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, q
     "question",
     [
         "全市贷款余额是多少？",  # the measured word (贷款) is in the knowledge base
+        "5月末全市贷款余额是多少？",  # at the time the report gives it
         "不良贷款率下降了多少？",  # an instrument the knowledge base names
         "哪家银行摘掉了高风险机构的帽子？",  # a bank by name: 市农商银行
         "银保监局跟哪家法院签署了战略合作框架协议？",  # a court by name: 成渝金融法院
