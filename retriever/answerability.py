@@ -127,6 +127,7 @@ _FUNCTION = re.compile(r"^(u|p|c|r|d|y|e|o|m|q|f)")  # particles, prepositions, 
 _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 _QUOTED = re.compile(r"[“《「]([^”》」]{2,20})[”》」]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
+_VERDICTS = frozenset("好坏对错")
 
 Contexts = Callable[[str], Iterable[str]]  # term -> passages of the knowledge base that contain it
 
@@ -230,8 +231,15 @@ def _noun_phrase(word: str, flag: str) -> bool:
 
 
 def _loose_character(word: str, flag: str) -> bool:
-    """A single character that may be a piece of an unknown word: not a function word or punctuation."""
-    return len(word) == 1 and bool(_CJK.match(word)) and not _FUNCTION.match(flag) and word not in stopwords()
+    """A single character that may be a piece of an unknown word: not a function word, punctuation or a
+    verdict ("买金条还是积存金好？": 好 judges, it names nothing)."""
+    return (
+        len(word) == 1
+        and bool(_CJK.match(word))
+        and not _FUNCTION.match(flag)
+        and word not in stopwords()
+        and word not in _VERDICTS
+    )
 
 
 def _dropped(word: str, drop: frozenset[str], cues: frozenset[str]) -> bool:
@@ -476,7 +484,12 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     if kind == "具体日期":
         return bool(_DATE.search(clause))
     if kind == "名次":
-        return bool(re.search(r"第[一二三四五六七八九十\d]+|首位|榜首|居首|[一二三]等奖|冠军|最多|最高|最大|最少|最低", clause))
+        return bool(
+            re.search(
+                r"第[一二三四五六七八九十\d]+|首位|榜首|居首|[一二三]等奖|冠军|最多|最高|最大|最少|最低",
+                clause,
+            )
+        )
     if kind in GIVEN:
         return bool(GIVEN[kind].search(clause))
     if kind == "具体名称":
@@ -512,13 +525,19 @@ def anchor(text: str, last: bool = False) -> str:
 
 
 # The words a question puts between the thing measured and its figure: "不良贷款率目前具体是多少".
-_FILLER = frozenset(["具体", "是", "为", "有", "目前", "现在", "大概", "大约", "约", "一共", "共", "总共", "达到", "达", "的"])
+_FILLER = frozenset(
+    ["具体", "是", "为", "有", "目前", "现在", "大概", "大约", "约", "一共", "共", "总共", "达到", "达", "的"]
+)
 # What a figure measures when it is a level, a share or an amount ("贷款余额", "不良贷款率", "利率").
 _MEASURE_HEAD = re.compile(r"(?:余额|总额|金额|规模|占比|比重|增速|增幅|率)$")
 # What a report puts between a measure and its figure when the figure is a change, not the level:
 # "不良贷款率下降46.22%" says by how much the rate fell, not what it is.
-_CHANGE = re.compile(r"下降|上升|增长|增加|减少|提高|降低|较年初|较上年|同比|环比|压降|多增|少增|回落|上涨|下跌|降幅|增幅|增速")
-_SCOPE_WORDS = frozenset(["全市", "全省", "全国", "全县", "全区", "我市", "本市", "我省", "本省", "市", "省", "县"])
+_CHANGE = re.compile(
+    r"下降|上升|增长|增加|减少|提高|降低|较年初|较上年|同比|环比|压降|多增|少增|回落|上涨|下跌|降幅|增幅|增速"
+)
+_SCOPE_WORDS = frozenset(
+    ["全市", "全省", "全国", "全县", "全区", "我市", "本市", "我省", "本省", "市", "省", "县"]
+)
 
 
 def holder(question: str) -> str:

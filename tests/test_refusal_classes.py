@@ -88,9 +88,13 @@ def test_a_figure_of_the_measure_without_its_qualifier_or_at_another_time_is_no_
     assert holder("市农商银行现在的不良贷款率是百分之几？") == "不良贷款率"
     assert holder("全市贷款余额是多少？") == "", "全市 is a scope, not a qualifier"
     total = "截至5月末，全市贷款余额785.03亿元，剔除不良贷款处置因素较年初实际增加58亿元、增幅7.15%"
-    assert not detail_given("具体数字", "全市不良贷款余额是多少亿元？", total), "the total is not the bad loans"
+    assert not detail_given("具体数字", "全市不良贷款余额是多少亿元？", total), (
+        "the total is not the bad loans"
+    )
     assert detail_given("具体数字", "全市不良贷款余额是多少亿元？", "全市不良贷款余额12.5亿元")
-    assert detail_given("具体数字", "全市不良贷款余额是多少亿元？", "全市不良贷款余额和不良率双降，余额达到12.5亿元")
+    assert detail_given(
+        "具体数字", "全市不良贷款余额是多少亿元？", "全市不良贷款余额和不良率双降，余额达到12.5亿元"
+    )
     fell = "农信系统不良贷款率下降46.22%"
     assert not detail_given("具体数字", "不良贷款率具体是百分之几？", fell), "a fall is not the rate"
     assert detail_given("具体数字", "不良贷款率下降了百分之几？", fell), "unless the fall is asked"
@@ -109,7 +113,9 @@ def test_a_ranking_and_a_trade_are_given_only_where_the_passage_states_them():
     assert asked_detail("天海集团是做什么行业的？") == asked_detail("海昌智能主营什么业务？") == "主营业务"
     assert asked_detail("新市民专属信贷产品有哪些？") == "", "products asked, not a company's trade"
     named = ["先后帮助海昌智能、天海集团等重点上市后备企业解决股份制改造等问题14个。"]
-    assert unmet_detail("天海集团主营什么业务？", named, ("天海集团",)) == MissingDetail("天海集团", "主营业务")
+    assert unmet_detail("天海集团主营什么业务？", named, ("天海集团",)) == MissingDetail(
+        "天海集团", "主营业务"
+    )
     trade = ["天海集团主要从事汽车零部件制造，拟于明年申报上市。"]
     assert unmet_detail("天海集团主营什么业务？", trade, ("天海集团",)) is None
 
@@ -131,6 +137,8 @@ def test_conditions_and_steps_are_given_only_where_the_passage_states_them():
 def test_set_phrases_ending_in_a_noun_are_subject_words_and_foreign_modifiers_are_found():
     glossary = load_glossary()
     assert "个人所得税" in [s.word for s in subjects("个人所得税怎么申报？", glossary)]
+    advice = [s.word for s in subjects("最近金价涨了，买金条还是积存金好？", glossary)]
+    assert "金条" in advice and "金好" not in advice, "好 judges, it is no piece of a word"
     assert "融资难" not in [s.word for s in subjects("怎么解决融资难？", glossary)]
     holds = {"金融": ["绿色金融"], "小额": ["小额信贷"]}
 
