@@ -71,7 +71,8 @@ _PERSONAL = re.compile(
     r"怎么开|怎么领|如何领取|怎么取|怎么退|能退吗|怎么选|怎么买|合适吗|合适|哪个好|"
     r"哪个风险|追回|"
     # whether to buy, which to buy, where prices go: investment advice, which no report gives
-    r"适合[^，。？?]{0,10}吗|还是[^，。？?]{0,10}好|比较好|走势|行情|该买|买什么|买哪"
+    r"适合[^，。？?]{0,10}吗|还是[^，。？?]{0,10}好|比较好|走势|行情|该买|买什么|买哪|选哪|划不划算|"
+    r"怎么报销|如何报销|需要准备|要准备哪些"
 )
 # The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
 # 手续费, 利率, 国债). 券 and 金 are left out: 购物券 and 本金 are how people paraphrase 消费券 and 还本.
@@ -205,6 +206,12 @@ def joined_words(text: str) -> list[tuple[str, bool]]:
         end = at
         while end < len(tagged) and _loose_character(*tagged[end]):
             end += 1
+        # a verb at either end of the run is the question's, not a piece of the word (买 of 买重疾险选)
+        while end - at > 2 and tagged[end - 1][1].startswith(("v", "zg")):
+            end -= 1
+        while end - at > 2 and tagged[at][1].startswith(("v", "zg")):
+            words.append((tagged[at][0], False))
+            at += 1
         run = tagged[at:end]
         if len(run) > 1 and any(_NOUN.match(flag) for _, flag in run):
             words.append(("".join(w for w, _ in run), True))
@@ -403,12 +410,15 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
         "元|亿|万",
     ),
     (re.compile(r"(?:多少|几)件"), "件"),
+    # a duration: "最长能贷几年", "每期培训几天" are answered by 年 or 天, not by an amount
+    (re.compile(r"(?:多少|几)(?:年|个月|天|日|小时|周)|多长时间"), "年|个月|月|天|日|小时|周|个?工作日"),
     (re.compile(r"(?:多少|几)(?:项|条)"), "项|条"),
     (re.compile(r"(?:多少|几)(?:座|所|处)"), "座|所|处"),
     (re.compile(r"(?:多少|几)(?:台|辆|套|张)"), "台|辆|套|张"),
     (re.compile(r"率|比例|比率|占比|百分之几|增幅|增速"), "%|％|‰|成|个百分点"),
 )
 _DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年")
+_AS_OF = re.compile(r"(?:截至|截止|截止到|到)(?:\d{4}年)?$")
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     # Which one came first, or led: answered only by a ranking, not by the list of who took part.
@@ -481,8 +491,10 @@ GIVEN = {
 def detail_given(kind: str, question: str, clause: str) -> bool:
     """Whether ``clause`` gives the detail of ``kind`` that ``question`` asks for (in its unit, if it
     names one)."""
-    if kind == "具体日期":
-        return bool(_DATE.search(clause))
+    if kind == "具体日期":  # "截至一季度末" dates a statistic, not an event
+        return any(
+            not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
+        )
     if kind == "名次":
         return bool(
             re.search(
@@ -500,12 +512,33 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}"
     else:
         figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之"  # 50余次, 5000多家
-    held, asked = holder(question), anchor(question)
+    held, asked, where = holder(question), anchor(question), local_places(question)
     return any(
         (not held or figure_of(held, question, clause[: m.start()]))
         and (not asked or anchor(clause[: m.start()], last=True) in ("", asked))
+        and (not where or any(p in clause for p in where) or not _WIDER.search(clause[: m.start()]))
         for m in re.finditer(figure, clause)
     )
+
+
+# A figure for the whole city or province is not one for the county a question names ("浚县有多少脱贫户
+# 拿到了小额信贷？" is not answered by "全市新增脱贫人口小额信贷1309户").
+_WIDER = re.compile(r"全市|全省|全国|全区")
+_LOCAL = re.compile(r"[\u4e00-\u9fff]{1,6}(?:县|区)$")
+
+
+def local_places(question: str) -> list[str]:
+    """The counties and districts ``question`` names (浚县, 围场县 and 围场), by jieba's place tag or their
+    ending."""
+    found = []
+    for word, flag in domain_tagger().cut(question):
+        if (
+            len(word) > 1
+            and not word.startswith(("各", "全", "本", "我", "该", "每", "县", "区"))
+            and (flag == "ns" and word.endswith(("县", "区")) or _LOCAL.match(word))
+        ):
+            found += [word, word[:-1]] if len(word) > 2 else [word]
+    return found
 
 
 # The point in time a figure is taken at: "截至5月末", "年末", "上半年". A figure as of 5月末 is not the
@@ -582,7 +615,10 @@ def names_of(kind: str, clause: str, question: str) -> list[str]:
         if not word.endswith(kind):
             continue
         before, flag = tagged[at - 1] if at else ("", "")
-        if word == kind and (_NOUN.match(flag) or before.endswith("*")):
+        # a one-character noun names when it is a place (北 of 沪深北交易所) or follows another noun, not
+        # alone ("报交易所审核": 报 is a report to the exchange)
+        named = len(before) > 1 or flag in ("ns", "j") or (at > 1 and bool(_NOUN.match(tagged[at - 2][1])))
+        if word == kind and ((_NOUN.match(flag) and named) or before.endswith("*")):
             word = before[-1] + kind if before.endswith("*") else before + kind
         if word != kind and word not in GENERIC_NAMES and word not in question:
             found.append(word)

@@ -104,6 +104,32 @@ def test_a_figure_of_the_measure_without_its_qualifier_or_at_another_time_is_no_
     assert detail_given("具体数字", "年底全市贷款余额是多少？", "截至12月末，全市贷款余额800亿元")
 
 
+def test_an_as_of_date_a_sum_and_a_city_wide_figure_answer_no_date_duration_or_county():
+    event = "促进消费的措施从哪天开始实施？"
+    assert not detail_given("具体日期", event, "截至一季度末，全省个人消费贷款余额*.*亿元"), (
+        "dates a statistic"
+    )
+    assert detail_given("具体日期", event, "海昌智能已于6月15日报**证监局辅导备案")
+    term = "买车贷款最长能贷几年？"
+    assert not detail_given("具体数字", term, "全省银行业个人汽车贷款余额*.*亿元"), "an amount, not a term"
+    assert detail_given("具体数字", term, "个人汽车贷款期限最长不超过5年")
+    county = "浚县有多少脱贫户拿到了小额信贷？"
+    city = "截至目前，全市新增脱贫人口小额信贷1309户"
+    assert not detail_given("具体数字", county, city), "the city's figure is not the county's"
+    assert detail_given("具体数字", county, "浚县新增脱贫人口小额信贷300户")
+    assert detail_given("具体数字", "全市有多少脱贫户拿到了小额信贷？", city)
+
+
+def test_a_name_is_not_made_of_a_verb_or_a_report():
+    question = "海昌智能去哪个交易所上市？"
+    assert names_of("交易所", "拟于10月底前报交易所审核", question) == [], "报 is a report to the exchange"
+    assert names_of("交易所", "与沪深北交易所开展多层次合作", question) == ["北交易所"]
+    glossary = load_glossary()
+    words = [s.word for s in subjects("给家里老人买重疾险选哪家保险公司好？", glossary)]
+    assert "重疾险" in words and "买重疾险选" not in words, "买 and 选 are the question's verbs"
+    assert "定投" in [s.word for s in subjects("基金定投每个月投多少合适？", glossary)]
+
+
 def test_a_ranking_and_a_trade_are_given_only_where_the_passage_states_them():
     assert asked_detail("知识竞赛谁拿了一等奖？") == asked_detail("罚款最多的是哪家机构？") == "名次"
     took_part = ["指导举办*银行业保险业清廉金融文化知识竞赛，以赛促学、以学促廉。"]
@@ -185,6 +211,9 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("海昌智能主营什么业务？", "detail", "海昌：主营业务"),  # named as a listed firm, its trade never
         ("清廉金融文化知识竞赛谁拿了一等奖？", "detail", "竞赛：名次"),  # held, never ranked
         ("黄金现在还适合买吗？", "subject", "黄金"),  # investment advice on a thing no report names
+        ("海昌智能打算去哪个交易所挂牌？", "detail", "海昌：具体名称"),  # "报交易所审核" names none
+        ("买新能源汽车的贷款期限最长几年？", "detail", "新能源汽车：具体数字"),  # amounts only, no term
+        ("异地看病的医保怎么报销？", "subject", "异地"),  # a citizen's claim, no report's subject
     ],
 )
 def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, question, rule, detail):
@@ -199,6 +228,8 @@ def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, q
     [
         "全市贷款余额是多少？",  # the measured word (贷款) is in the knowledge base
         "5月末全市贷款余额是多少？",  # at the time the report gives it
+        "市里和哪几家交易所开展合作？",  # 沪深北交易所
+        "海昌智能什么时候报的辅导备案？",  # 6月15日, an event's date
         "不良贷款率下降了多少？",  # an instrument the knowledge base names
         "哪家银行摘掉了高风险机构的帽子？",  # a bank by name: 市农商银行
         "银保监局跟哪家法院签署了战略合作框架协议？",  # a court by name: 成渝金融法院
