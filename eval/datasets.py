@@ -55,8 +55,11 @@ REFUSAL5_PATH = REPO / "eval" / "data" / "refusal5.jsonl"
 REFUSAL6_PATH = REPO / "eval" / "data" / "refusal6.jsonl"
 # A seventh, written blind by a fifth author from the reports alone after refusal5 and refusal6 had been
 # looked into (a regulator's in-domain terms, near-topic questions sharing a word with the reports,
-# everyday finance; paraphrases in plain words): measured on, never tuned on, never looked into.
+# everyday finance; paraphrases in plain words): measured blind once, then looked into and tuned on.
 REFUSAL7_PATH = REPO / "eval" / "data" / "refusal7.jsonl"
+# An eighth, written blind by a sixth author from the reports alone after every rule was final (most of
+# its negatives near-topic details): measured on, never tuned on, never looked into.
+REFUSAL8_PATH = REPO / "eval" / "data" / "refusal8.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -346,6 +349,7 @@ LOCAL = {
     "refusal5": REFUSAL5_PATH,
     "refusal6": REFUSAL6_PATH,
     "refusal7": REFUSAL7_PATH,
+    "refusal8": REFUSAL8_PATH,
 }
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
@@ -357,7 +361,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal7`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal8`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole
