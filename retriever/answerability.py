@@ -37,6 +37,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from zhiwen.core.text import sentences
 from zhiwen.core.tokenize import domain_tagger, general_tokenizer, stopwords
@@ -483,6 +484,9 @@ GIVEN = {
     "办理流程": re.compile(
         rf"步骤|提交|提供|材料|手续|申请表|复印件|原件|证明|身份证|登录|网上|线上|窗口|首先|然后|程序|\d|{_ENUMERATION}"
     ),
+    "名次": re.compile(
+        r"第[一二三四五六七八九十\d]+|首位|榜首|居首|[一二三]等奖|冠军|最多|最高|最大|最少|最低"
+    ),
     "主营业务": re.compile(r"主营|从事|经营|生产|制造|研发|行业|产业|领域|业务|产品|服务商|供应商"),
     "地址或联系方式": re.compile(r"地址|位于|路\d|号|电话|热线|\d{7,}|网址|邮箱|www|https?:|\.cn|\.com"),
 }
@@ -494,13 +498,6 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     if kind == "具体日期":  # "截至一季度末" dates a statistic, not an event
         return any(
             not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
-        )
-    if kind == "名次":
-        return bool(
-            re.search(
-                r"第[一二三四五六七八九十\d]+|首位|榜首|居首|[一二三]等奖|冠军|最多|最高|最大|最少|最低",
-                clause,
-            )
         )
     if kind in GIVEN:
         return bool(GIVEN[kind].search(clause))
@@ -527,7 +524,8 @@ _WIDER = re.compile(r"全市|全省|全国|全区")
 _LOCAL = re.compile(r"[\u4e00-\u9fff]{1,6}(?:县|区)$")
 
 
-def local_places(question: str) -> list[str]:
+@lru_cache(maxsize=256)
+def local_places(question: str) -> tuple[str, ...]:
     """The counties and districts ``question`` names (浚县, 围场县 and 围场), by jieba's place tag or their
     ending."""
     found = []
@@ -538,7 +536,7 @@ def local_places(question: str) -> list[str]:
             and (flag == "ns" and word.endswith(("县", "区")) or _LOCAL.match(word))
         ):
             found += [word, word[:-1]] if len(word) > 2 else [word]
-    return found
+    return tuple(found)
 
 
 # The point in time a figure is taken at: "截至5月末", "年末", "上半年". A figure as of 5月末 is not the
@@ -573,6 +571,7 @@ _SCOPE_WORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=256)
 def holder(question: str) -> str:
     """The measure with its qualifier whose figure ``question`` asks for, when it names one: "不良贷款余额"
     in "全市不良贷款余额具体是多少亿元", "不良贷款率" in "不良贷款率具体是百分之几"; "" otherwise. A figure
