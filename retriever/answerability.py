@@ -26,9 +26,10 @@ mentioned (``abbreviated``).
 
 A subject the knowledge base covers does not make every question about it answerable: "首贷续贷中心
 试点是哪一年开始的？" asks for a date the reports never give. ``unmet_detail`` finds the kind of detail a
-question asks for (a date, a rank, a figure in a unit, an address, conditions or a standard, the steps)
-and looks for it in the passages' sentences about the subject; when they lack it, the question is
-refused, naming what is missing.
+question asks for (a date, a rank, a figure in a unit, an address, conditions or a standard, the steps,
+a bank or an office by name, the members of a named group, personal advice) and looks for it in the
+passages' sentences about the subject; when they lack it, the question is refused, naming what is
+missing. A figure or a rank the question states itself ("39家后备企业里有几家") is no answer to it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from zhiwen.core.tokenize import domain_tagger, general_tokenizer, stopwords
 from zhiwen.core.vocab import without_issuers, years_named
 
 from .intent import cue_words, generic_words
-from .topics import Glossary
+from .topics import Glossary, load_glossary
 
 # A subject word this specific (jieba frequency ≤ about 370 in 60 million) or more is one whose absence
 # matters; commoner words (外地 ≈ 9.6, 城市 ≈ 7.8) are how people paraphrase. Chosen on the golden set.
@@ -73,7 +74,9 @@ _PERSONAL = re.compile(
     r"哪个风险|追回|"
     # whether to buy, which to buy, where prices go: investment advice, which no report gives
     r"适合[^，。？?]{0,10}吗|还是[^，。？?]{0,10}好|比较好|走势|行情|该买|买什么|买哪|选哪|划不划算|"
-    r"怎么报销|如何报销|需要准备|要准备哪些"
+    r"怎么报销|如何报销|需要准备|要准备哪些|"
+    # a person's own dues and claims: paying in, filing, drawing out, transferring
+    r"补缴|填报|怎么备案|如何备案|能领|领多少|过户|开户|销户|理赔|退保|投保|续保|交哪些税|交多少税"
 )
 # The kinds of a financial instrument or levy, as the last character of its name (房地产税, 重疾险, 社保卡,
 # 手续费, 利率, 国债). 券 and 金 are left out: 购物券 and 本金 are how people paraphrase 消费券 and 还本.
@@ -327,7 +330,8 @@ def uncovered_subject(
       ``paraphrased`` (not decisive: it raises the relevance bar);
     - else the first decisive word (Latin) that is uncovered.
     """
-    found = subjects(question, glossary, english)
+    # a number ("交满15年") is no subject: it says how much of the subject, not what it is
+    found = [s for s in subjects(question, glossary, english) if not s.word.isdigit()]
     asked = measured(question, found)
     if asked is not None and not covered(asked, contexts, glossary):
         return replace(asked, decisive=True)
@@ -421,6 +425,10 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
 _DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年")
 _AS_OF = re.compile(r"(?:截至|截止|截止到|到)(?:\d{4}年)?$")
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
+    # Whether something is worth it for the asker, which to pick: no work report advises a person.
+    "个人建议": re.compile(
+        r"划算|划不划算|值不值|该不该|哪个好|哪种好|选哪|买哪|该买|合适吗|(?:买|选|投|存)[^，。？?]{0,8}(?:比较|更)好"
+    ),
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     # Which one came first, or led: answered only by a ranking, not by the list of who took part.
     "名次": re.compile(r"第几|排名|排第|第一名|一等奖|冠军|(?:最多|最高|最大|最少|最低)的是哪"),
@@ -444,7 +452,15 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     ),
     # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
     "具体名称": re.compile(
-        r"哪(?:一|几)?(?:家|个|所)[\u4e00-\u9fff]{0,4}?(?P<kind>银行|法院|交易所|医院|大学|保险公司)"
+        r"(?:哪(?:一|几)?(?:家|个|所)|(?:都|分别|具体)是哪些)[\u4e00-\u9fff]{0,4}?"
+        r"(?P<kind>银行|法院|交易所|医院|大学|保险公司|部门|机构|单位)"
+        r"|(?P<after>银行|法院|交易所|医院|大学|保险公司|部门|机构|单位)(?:具体|都|分别)?是哪(?:一|几|些)"
+    ),
+    # Which ones a group holds ("五大产业集群分别是哪五个", "“双送双问”指什么", "由哪三方组成"): answered
+    # only where a passage lists them beside the group's name, not where it names the group.
+    "具体名单": re.compile(
+        r"分别(?:是|指|为|有|叫)|都(?:是|有)哪些|具体(?:指|包括|是)哪些"
+        r"|哪[两二三四五六七八九十]+(?:个|家|方|项|类|种|条|大|位|批|件|所)?|是哪几|哪几家"
     ),
 }
 # Banks and courts in general, not by name: "我市中小银行" names no bank. (人民法院 is left out: "被告
@@ -495,23 +511,31 @@ GIVEN = {
 def detail_given(kind: str, question: str, clause: str) -> bool:
     """Whether ``clause`` gives the detail of ``kind`` that ``question`` asks for (in its unit, if it
     names one)."""
+    if kind == "个人建议":  # a report says what an office did, never what a person had better do
+        return False
     if kind == "具体日期":  # "截至一季度末" dates a statistic, not an event
         return any(
             not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
         )
-    if kind in GIVEN:
-        return bool(GIVEN[kind].search(clause))
+    if (
+        kind in GIVEN
+    ):  # a rank the question states before the one it asks ("排第三，那排第一的是哪个市") is none
+        stated = GIVEN[kind].findall(question)[:-1] if kind == "名次" else []
+        return any(m[0] not in stated for m in GIVEN[kind].finditer(clause))
     if kind == "具体名称":
         asked = DETAILS[kind].search(question)
-        return bool(asked and names_of(asked["kind"], clause, question))
+        return bool(asked and names_of(asked["kind"] or asked["after"], clause, question))
     units = next((unit for cue, unit in UNITS if cue.search(question)), "")
     if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
         figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}"
     else:
         figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之"  # 50余次, 5000多家
     held, asked, where = holder(question), anchor(question), local_places(question)
+    cue = DETAILS["具体数字"].search(question)
+    stated = question[: cue.start()] if cue else ""
     return any(
-        (not held or figure_of(held, question, clause[: m.start()]))
+        m[0] not in stated  # a figure the question states ("39家后备企业里有几家") is not its answer
+        and (not held or figure_of(held, question, clause[: m.start()]))
         and (not asked or anchor(clause[: m.start()], last=True) in ("", asked))
         and (not where or any(p in clause for p in where) or not _WIDER.search(clause[: m.start()]))
         for m in re.finditer(figure, clause)
@@ -574,41 +598,118 @@ _SCOPE_WORDS = frozenset(
 @lru_cache(maxsize=256)
 def holder(question: str) -> str:
     """The measure with its qualifier whose figure ``question`` asks for, when it names one: "不良贷款余额"
-    in "全市不良贷款余额具体是多少亿元", "不良贷款率" in "不良贷款率具体是百分之几"; "" otherwise. A figure
-    of the measure without the qualifier (全市贷款余额) is a figure of something else."""
+    in "全市不良贷款余额具体是多少亿元", "不良贷款率" in "不良贷款率具体是百分之几", or a measure asked
+    with no qualifier but its scope ("贷款余额" in "全市贷款余额是多少"); "" otherwise. A figure of the
+    measure without the qualifier (全市贷款余额), or of it with another (企业贷款余额 for 贷款余额), is a
+    figure of something else (``figure_of``)."""
     cue = DETAILS["具体数字"].search(question)
     if not cue:
         return ""
     tagged = list(domain_tagger().cut(question[: cue.start()]))
     while tagged and tagged[-1][0] in _FILLER:
         tagged.pop()
-    if len(tagged) < 2 or not _MEASURE_HEAD.search(tagged[-1][0]):
+    if not tagged or not _MEASURE_HEAD.search(tagged[-1][0]):
         return ""
-    (qualifier, flag), head = tagged[-2], tagged[-1][0]
+    (qualifier, flag), head = tagged[-2] if len(tagged) > 1 else ("", ""), tagged[-1][0]
     if qualifier in _SCOPE_WORDS or not re.match(r"^(n|vn|a|b|j)", flag) or not _CJK.search(qualifier):
-        return ""
+        # a measure of its own with no qualifier ("全市贷款余额", "不良率"); a bare 余额 or 利率 says too little
+        return head if len(head) > 2 else ""
     return qualifier + head
 
 
 def figure_of(held: str, question: str, before: str) -> bool:
     """Whether the figure after ``before`` (the sentence up to it) can be a figure of ``held``: its clause
-    names ``held`` (or it without 贷款: 不良率) with no change between them, or names neither another
+    names ``held`` (or it without 贷款: 不良率, or a glossary alias of its qualifier: 住房贷款余额 for
+    房贷余额) with no change between them, or names neither another
     measure of its kind nor a change (a bare "达到12亿元"). A question asking for a change takes changes."""
     clause = re.split(r"[，,；;：:、。]", before)[-1]
-    for name in dict.fromkeys([held, held.replace("贷款", "")]):
-        at = clause.rfind(name)
-        if at >= 0:
-            return not _CHANGE.search(clause[at + len(name) :]) or bool(_CHANGE.search(question))
     head = _MEASURE_HEAD.search(held)[0]
+    qualifier = held[: -len(head)]
+    aliases = [alias + head for alias in load_glossary().aliases(qualifier)]  # 房贷余额: 住房贷款余额
+    longer = [held[: -len(head)] + "贷款" + head] if "贷款" not in held else []  # 不良率: 不良贷款率
+    bare = held in (word for word, _ in domain_tagger().cut(question))  # asked with no qualifier
+    for name in dict.fromkeys([held, held.replace("贷款", ""), *longer, *aliases]):
+        at = clause.rfind(name)
+        if at >= 0 and not (bare and _qualified(clause[:at])):
+            return not _CHANGE.search(clause[at + len(name) :]) or bool(_CHANGE.search(question))
     other = re.search(rf"[\u4e00-\u9fff]{{{max(1, 3 - len(head))},}}{head}", clause)
     return not other and (not _CHANGE.search(clause) or bool(_CHANGE.search(question)))
+
+
+def _qualified(lead: str) -> bool:
+    """Whether the text ``lead`` before a measure ends in a qualifier making it another measure (企业 of
+    企业贷款余额), not a scope (全市贷款余额)."""
+    tagged = list(domain_tagger().cut(lead))
+    word, flag = tagged[-1] if tagged else ("", "")
+    return bool(_CJK.search(word)) and bool(re.match(r"^(n|vn|a|b|j)", flag)) and word not in _SCOPE_WORDS
+
+
+# An office or an institution is named by what it is (市工信局, 人民银行, 市发改委, *融资担保公司) or by
+# what it does (停车管理部门), not by a kind in general (相关部门, 第三方机构, 银行保险机构).
+ORGANISATIONS = frozenset(["部门", "机构", "单位"])
+_ORGANISATION = re.compile(r"(?:局|委|厅|办|署|院|行|中心|公司|部门|机构|单位)$")
+_ANY_KIND = frozenset(
+    [
+        "相关",
+        "有关",
+        "职能",
+        "各",
+        "各级",
+        "主管",
+        "金融",
+        "第三方",
+        "银行",
+        "保险",
+        "银行保险",
+        "中介",
+        "担保",
+    ]
+    + [
+        "监管",
+        "政府",
+        "地方",
+        "其他",
+        "属地",
+        "行业",
+        "业务",
+        "执法",
+        "中小",
+        "本",
+        "该",
+        "全",
+        "支",
+        "分",
+        "总",
+    ]
+)
+
+
+def _noun_runs(tagged: Sequence[tuple[str, str]]) -> list[str]:
+    """The runs of nouns (and anonymisation marks) in a tagged clause, each as one phrase: 停车管理部门,
+    **融资担保公司."""
+    runs, run = [], ""
+    for word, flag in [*tagged, ("", "x")]:
+        if word and (_NOUN.match(flag) or flag in ("ns", "nt") or set(word) == {"*"}):
+            run += word
+        else:
+            runs, run = runs + [run] * bool(run), ""
+    return runs
+
+
+def _organisation(name: str, kind: str) -> bool:
+    """Whether the noun phrase ``name`` names one office or institution (see ``ORGANISATIONS``)."""
+    found = _ORGANISATION.search(name)
+    return bool(found) and len(name) > 2 and name[: found.start()].strip("*") not in _ANY_KIND
 
 
 def names_of(kind: str, clause: str, question: str) -> list[str]:
     """The names of a ``kind`` (银行) in ``clause``: a word ending in it, or the kind after a noun or an
     anonymised name (市农商银行 gives 农商银行, *银行 stays *银行), leaving out kinds in general
-    (``GENERIC_NAMES``: 中小银行) and names the question gives itself."""
+    (``GENERIC_NAMES``: 中小银行) and names the question gives itself. An office or institution
+    (``ORGANISATIONS``) is named by a noun ending as one does (``_ORGANISATION``: 市人行, *银保监局)."""
     tagged = list(domain_tagger().cut(clause))
+    if kind in ORGANISATIONS:
+        return [n for n in _noun_runs(tagged) if _organisation(n, kind) and n.strip("*") not in question]
     found = []
     for at, (word, _) in enumerate(tagged):
         if not word.endswith(kind):
@@ -627,6 +728,68 @@ def names_of(kind: str, clause: str, question: str) -> list[str]:
 def asked_detail(question: str) -> str:
     """The kind of detail ``question`` asks for ("具体日期", "名次", "具体数字"), or "" when it asks for none."""
     return next((kind for kind, cue in DETAILS.items() if cue.search(question)), "")
+
+
+# What lists a group's members beside its name: after it, an aside, a colon or 即/包括/分别 ("“双送”即送政
+# 策、送服务", "三个一批（…）"); in its clause, a list ("A、B、C等五大产业集群", "建立A、B“两项机制”"), not
+# one it is itself an item of ("推介“三个一批”、“双20”、灾后重建等项目"); or items after it (一是 …).
+_LISTS_AFTER = re.compile(r"^[”》」’]?(?:[（(：:]|[，,]?即|包括|分别|是指|指的是|主要有|主要是|涵盖|含)")
+_ITEM_OPENS = re.compile(r"^\s*(?:[一二三四五六七八九十]是|首先|第一|（一）|\(1\)|1[.、．]|①)")
+_COUNT = "两二三四五六七八九十"
+_CHINESE_DIGITS = {c: n for n, c in enumerate("零一二三四五六七八九十")} | {"两": 2}
+
+
+def group_named(word: str, question: str) -> bool:
+    """Whether ``word`` names a group whose members ``question`` asks for by its name: quoted (“双送双问”),
+    counted in itself (三位一体, 1+N) or by the question (五大产业集群, 那2家融资担保公司)."""
+    return (
+        word in re.findall(r"[“「]([^”」]{2,20})[”」]", question)
+        or bool(re.search(rf"[\d{_COUNT}双]", word))
+        or bool(
+            re.search(
+                rf"[\d{_COUNT}]+(?:个|大|项|类|种|家|方|位|批|条)?[\u4e00-\u9fff]{{0,4}}{re.escape(word)}",
+                question,
+            )
+        )
+    )
+
+
+def _asked_count(question: str) -> int:
+    """How many members ``question`` asks for ("哪两个平台": 2), 0 when it does not say."""
+    found = re.search(rf"哪([{_COUNT}]+)", question)
+    if not found:
+        return 0
+    digits = [_CHINESE_DIGITS[c] for c in found[1]]
+    return digits[0] if len(digits) == 1 else (digits[0] * 10 if digits[-1] == 10 else 10 + digits[-1])
+
+
+def members_listed(word: str, question: str, texts: Sequence[str]) -> bool:
+    """Whether a passage of ``texts`` lists the members of the group ``word`` names: beside it (see
+    ``_LISTS_AFTER``), in its clause, in the items that follow it, or as many items as ``question`` asks
+    for anywhere in its sentence."""
+    count = _asked_count(question)
+    item = re.compile(rf"{re.escape(word)}[”》」’]?、|、[“《「‘]?{re.escape(word)}")  # a list it is in
+    for text in texts:
+        parts = [m[0] for m in sentences(text) if m[0].strip()]
+        for at, part in enumerate(parts):
+            clauses = re.split(r"[，,；;。]", part)
+            if count and any(c.count("、") + 1 == count and not item.search(c) for c in clauses):
+                return True
+            start = part.find(word)
+            if start < 0:
+                continue
+            following = parts[at + 1] if at + 1 < len(parts) else ""
+            if part.rstrip().endswith(("：", ":")) or _ITEM_OPENS.match(following):
+                return True
+            while start >= 0:
+                end = start + len(word)
+                before = re.split(r"[，,；;。]", part[:start])[-1]
+                after = re.split(r"[，,；;。]", part[end:])[0]
+                sibling = re.match(r"^[”》」’]?、", after)
+                if _LISTS_AFTER.match(part[end:]) or "、" in before or ("、" in after and not sibling):
+                    return True
+                start = part.find(word, start + 1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -671,10 +834,21 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     word, near = sentences_about(words, texts) if kind else ("", [])
     if not near:
         return None
+    if kind == "具体名单":
+        listed = not group_named(word, question) or members_listed(word, question, texts)
+        return None if listed else MissingDetail(_named(word, words, near), kind)
     own = sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
     if any(detail_given(kind, question, part) for part in [*near, *own]):
         return None
-    return MissingDetail((kind == "具体数字" and holder(question)) or word, kind)
+    return MissingDetail((kind == "具体数字" and holder(question)) or _named(word, words, near), kind)
+
+
+def _named(word: str, words: Sequence[str], near: Sequence[str]) -> str:
+    """How a refusal names the subject found in the sentences ``near``: ``word``, or when it is a number
+    ("5月24日" found by 24) the next subject word those sentences use (金融机构)."""
+    if not word.isdigit():
+        return word
+    return next((w for w in words if not w.isdigit() and any(covers(p, w) for p in near)), word)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Refusal by class of question, on the real retriever over corpus/: issuing bodies under their other
-names, figures of a thing no document names, personal how-to questions, instruments by name, and which
-bank by name. Each class has a question that must be refused and one of the same shape that must not."""
+names, figures of a thing no document names, personal how-to questions and advice, instruments by name,
+which bank or office by name, and the members of a named group. Each class has a question that must be refused and one of the same shape that must not."""
 
 from __future__ import annotations
 
@@ -86,7 +86,10 @@ def test_a_figure_must_be_in_a_sentence_about_the_subject_unless_the_best_passag
 def test_a_figure_of_the_measure_without_its_qualifier_or_at_another_time_is_no_answer():
     assert holder("全市不良贷款余额具体是多少亿元？") == "不良贷款余额"
     assert holder("市农商银行现在的不良贷款率是百分之几？") == "不良贷款率"
-    assert holder("全市贷款余额是多少？") == "", "全市 is a scope, not a qualifier"
+    assert holder("全市贷款余额是多少？") == "贷款余额", "全市 is a scope, not a qualifier"
+    assert holder("贷款利率是多少？") == "贷款利率" and holder("利率是多少？") == "", (
+        "利率 alone says too little"
+    )
     total = "截至5月末，全市贷款余额785.03亿元，剔除不良贷款处置因素较年初实际增加58亿元、增幅7.15%"
     assert not detail_given("具体数字", "全市不良贷款余额是多少亿元？", total), (
         "the total is not the bad loans"
@@ -176,6 +179,75 @@ def test_set_phrases_ending_in_a_noun_are_subject_words_and_foreign_modifiers_ar
     assert foreign_modifier("房地产税", contexts) == "", "no head of a term of art"
 
 
+def test_a_figure_or_a_rank_the_question_states_itself_is_no_answer():
+    subgroup = "39家重点上市后备企业里有几家是专精特新企业？"
+    assert not detail_given("具体数字", subgroup, "明确39家重点企业分包市领导"), "the 39 it counts within"
+    assert detail_given("具体数字", subgroup, "其中专精特新企业12家")
+    # a figure the question names after its cue is a condition, not the context: still an answer
+    assert detail_given("具体数字", "许可证时效是多长，两年不用是否收回？", "规划许可证时效为两年")
+    third = "农信系统不良贷款率降幅全省排第三，那排第一的是哪个市？"
+    assert not detail_given("名次", third, "农信系统不良贷款率降幅全省排第三"), "the rank it states"
+    assert detail_given("名次", "农信系统不良贷款率降幅在全省排第几？", "农信系统不良贷款率降幅全省排第三")
+
+
+def test_a_measure_asked_without_a_qualifier_is_not_given_by_a_qualified_one():
+    total = "截至2022年末全市贷款余额达到多少亿元？"
+    assert not detail_given("具体数字", total, "企业贷款余额444.86亿元"), "a figure of the firms' loans only"
+    assert detail_given("具体数字", total, "截至12月末，全市贷款余额800亿元")
+    assert not detail_given("具体数字", "全市不良率具体是多少？", "全市不良贷款率下降46.22%"), "a fall"
+    assert detail_given("具体数字", "全市不良率具体是多少？", "全市不良贷款率为1.8%"), "its long form"
+    housing = "一季度末全省个人房贷余额多少？"
+    assert detail_given("具体数字", housing, "截至一季度末，全省银行业个人住房贷款余额*.*亿元"), "alias"
+
+
+def test_the_members_of_a_group_are_given_only_where_a_passage_lists_them_beside_it():
+    question = "五大产业集群分别是哪五个？"
+    assert asked_detail(question) == "具体名单"
+    named = ["指导金融机构围绕辖区五大产业集群和重点项目建设稳定金融供给。"]
+    assert unmet_detail(question, named, ("集群",)) == MissingDetail("集群", "具体名单")
+    listed = ["围绕装备制造、食品加工、新材料、电子信息、现代物流五大产业集群稳定金融供给。"]
+    assert unmet_detail(question, listed, ("集群",)) is None, "a list before it in its clause"
+    fused = "“四个深度融合”是哪四个？"
+    headline = "注重“四个深度融合”，促进活动深入开展。"
+    assert unmet_detail(fused, [headline], ("四个深度融合",)) == MissingDetail("四个深度融合", "具体名单")
+    assert unmet_detail(fused, [headline + "一是与党建工作深度融合。"], ("四个深度融合",)) is None, "items"
+    sibling = ["向金融机构推介“三个一批”、“双20”、灾后重建、绿色金融等重点项目融资需求。"]
+    assert unmet_detail("“三个一批”是哪三个一批？", sibling, ("三个一批",)) == MissingDetail(
+        "三个一批", "具体名单"
+    ), "a list it is an item of names none of its members"
+    aside = ["开展“双送双问”（送政策、送服务，问需求、问困难）帮扶活动。"]
+    assert unmet_detail("“双送双问”分别指什么？", aside, ("双送双问",)) is None
+    seven = [
+        "重点支持七大重点领域：医疗类、生活物资类、交通物流类、装备制造类、能源化工类、电信运营类、外贸类。"
+    ]
+    assert unmet_detail("“春润行动”支持哪七大重点领域？", seven, ("春润行动",)) is None, "as many as asked"
+    # a group named by no count or quote (主题教育) is not judged: its members may be anywhere
+    assert (
+        unmet_detail("主题教育的总要求是哪十二个字？", ["开展主题教育应知应会知识测试。"], ("主题教育",))
+        is None
+    )
+
+
+def test_an_office_is_named_by_what_it_is_not_by_department_or_institution():
+    assert names_of("部门", "与市人行、银保监局密切配合", "市局跟哪个部门配合？")
+    partner = "民营企业融资难破解行动是银保监局跟哪个部门联合开展的？"
+    assert names_of("部门", "*银保监局联合开展民营企业融资难破解行动", partner) == [], "the body it names"
+    assert names_of("机构", "并聘请第三方机构参与监管评级工作", "评级请的是哪家第三方机构？") == []
+    assert (
+        names_of("部门", "如有疑问，可向所在区的停车管理部门进行咨询和投诉", "停车位有问题向哪个部门反映？")
+        != []
+    )
+    assert asked_detail("参与评级的第三方机构是哪一家？") == "具体名称"
+
+
+def test_personal_advice_is_a_detail_no_report_gives():
+    assert (
+        asked_detail("出国旅游要买什么保险比较好？") == asked_detail("房贷提前还款划不划算？") == "个人建议"
+    )
+    assert asked_detail("哪个县区的工作做得比较好？") != "个人建议", "a judgement of the work, not advice"
+    assert not detail_given("个人建议", "教育金保险划算吗？", "推动保险机构开发教育金保险产品")
+
+
 @pytest.fixture(scope="module")
 def retriever(corpus_settings, embedder) -> Retriever:
     return Retriever(corpus_settings, embedder=embedder)
@@ -214,6 +286,13 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("海昌智能打算去哪个交易所挂牌？", "detail", "海昌：具体名称"),  # "报交易所审核" names none
         ("买新能源汽车的贷款期限最长几年？", "detail", "新能源汽车：具体数字"),  # amounts only, no term
         ("异地看病的医保怎么报销？", "subject", "异地"),  # a citizen's claim, no report's subject
+        ("社保断缴了几个月怎么补缴？", "subject", "社保"),  # a citizen's own dues
+        ("养老保险交满15年退休后每月能领多少钱？", "subject", "养老保险"),  # 15 is no subject
+        ("给孩子买教育金保险划算吗？", "detail", "保险：个人建议"),  # advice, on a thing the reports name
+        ("辖区五大产业集群分别是哪五个？", "detail", "集群：具体名单"),  # named, never listed
+        ("“双送双问”帮扶活动中的双送、双问分别指什么？", "detail", "双送双问：具体名单"),
+        ("民营企业融资难破解行动是银保监局跟哪个部门联合搞的？", "detail", "民营企业：具体名称"),
+        ("农信系统不良贷款率降幅全省排第三，那排第一的是哪个市？", "detail", "农信：名次"),  # its own rank
     ],
 )
 def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, question, rule, detail):
@@ -236,6 +315,10 @@ def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, q
         "外地来城里打工的人能办什么专门的贷款？",  # plain words of a paraphrase
         "全市贷款余额比去年同期增长了百分之几？",  # a share asked, a percentage given
         "对地方金融组织下发了多少份整改通知书？",  # the figure is in the item the headline opens
+        "“四个深度融合”是哪四个？",  # the items after its headline
+        "调研这块建立了哪两项机制？",  # listed in the clause that names them
+        "农信系统不良贷款率降幅在全省排第几？",  # 第三
+        "对村镇银行取款难，市里和哪些部门密切配合？",  # 市人行、银保监局
     ],
 )
 def test_the_same_shapes_are_answered_when_the_knowledge_base_has_it(retriever, question):
