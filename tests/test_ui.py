@@ -252,6 +252,13 @@ def test_export_numbers_citations_once_and_lists_exact_sources(shared: ZhiwenApp
     assert shared.export(new_conversation(), -1, whole=True) == (None, None)
 
 
+def test_the_exports_folder_is_made_at_the_first_export_only(fresh: ZhiwenApp) -> None:
+    assert fresh._exports is None, "an app that never exports leaves no folder behind"
+    _, _, conversation, _ = run_chat(fresh, "如何支持新市民金融？")[-1]
+    md, _ = fresh.export(conversation, 0, whole=False)
+    assert md.is_relative_to(fresh.exports_dir) and fresh.exports_dir.name.startswith("zhiwen-exports-")
+
+
 def test_upload_adds_good_files_and_reports_bad_ones(fresh: ZhiwenApp, tmp_path: Path) -> None:
     incoming = tmp_path / "browser-upload"
     incoming.mkdir()

@@ -8,6 +8,7 @@ Uploaded files are kept in ``<index_dir>/../uploads/`` (their file name is their
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import os
@@ -123,7 +124,7 @@ class ZhiwenApp:
         self.uploads_dir = self.kb.uploads_dir
         self.feedback_path = self.data_dir / "feedback.jsonl"
         self.store = ConversationStore(self.data_dir / "conversations")
-        self.exports_dir = Path(tempfile.mkdtemp(prefix="zhiwen-exports-"))
+        self._exports: Path | None = None
         self._metas: tuple[Path | None, dict[str, dict[str, Any]]] = (None, {})
 
     # --- chat -------------------------------------------------------------------------------------
@@ -277,6 +278,15 @@ class ZhiwenApp:
         """Remove ``conversation`` from ``user``'s history for good; returns a status line."""
         self.store.delete(user, conversation["id"])
         return status_html(f"✓ 已删除对话“{conversation['title']}”。")
+
+    @property
+    def exports_dir(self) -> Path:
+        """A temporary folder for exported answers, made at the first export and removed when the
+        process exits (the chat window serves the files from it until then)."""
+        if self._exports is None:
+            self._exports = Path(tempfile.mkdtemp(prefix="zhiwen-exports-"))
+            atexit.register(shutil.rmtree, self._exports, ignore_errors=True)
+        return self._exports
 
     def export(self, conversation: Conversation, shown: int, whole: bool) -> tuple[Path | None, Path | None]:
         """The Markdown and Word files of answer ``shown`` (or, with ``whole``, of the conversation);
