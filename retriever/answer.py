@@ -31,7 +31,7 @@ from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuer_mentions, issuer_names, years_named
 
-from .answerability import NO_GAPS, Gaps, MissingDetail, joined_words, pieces, unmet_detail
+from .answerability import NO_GAPS, Gaps, MissingDetail, hidden_figures, joined_words, pieces, unmet_detail
 from .compose import Library, compose, part_answer, wanted_roles
 from .followup import MAX_DEPTH, Previous, Resolution, Span, Turn, condense, read_history, resolve
 from .intent import understand
@@ -434,4 +434,10 @@ def extractive_answer(
             h for h in hits if scope.admits(h) and h not in usable and h.meta.get("role", "done") in roles
         ]
     text, citations = compose(question, usable, library)
+    hidden = hidden_figures(question, text, gaps.words)
+    if hidden:  # the reports anonymise it: say so rather than leave the user to read "**次" as an answer
+        text += "\n\n" + HIDDEN_NOTE.format("、".join(f"“{f}”" for f in hidden))
     return Answer(text, "extractive", tuple(citations))
+
+
+HIDDEN_NOTE = "注：原文中这一数字已作脱敏处理（{}），知识库无法给出具体数值。"

@@ -832,6 +832,8 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     """
     kind = asked_detail(question)
     word, near = sentences_about(words, texts) if kind else ("", [])
+    if kind == "个人建议" and words:  # given nowhere, whichever passages came back
+        return MissingDetail(_named(word or words[0], words, near), kind)
     if not near:
         return None
     if kind == "具体名单":
@@ -841,6 +843,25 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     if any(detail_given(kind, question, part) for part in [*near, *own]):
         return None
     return MissingDetail((kind == "具体数字" and holder(question)) or _named(word, words, near), kind)
+
+
+def hidden_figures(question: str, text: str, words: Sequence[str]) -> list[str]:
+    """The anonymised figures (*名, **次, *.*亿元) that are all ``text`` gives for the figure ``question``
+    asks: in each sentence holding one of its subject ``words``, the first figure in the asked unit after
+    the word. Empty when the question asks for no figure or any of those figures is legible."""
+    if asked_detail(question) != "具体数字":
+        return []
+    units = next((unit for cue, unit in UNITS if cue.search(question)), _ANY_UNIT)
+    figure = re.compile(rf"{_NUMERAL}\s*(?:余|多)?(?:{units})[元次]?")  # ***万元, **人次
+    found = []
+    for part in (m[0] for m in sentences(text)):
+        for word in words:
+            at = part.find(word)
+            first = figure.search(part, at) if at >= 0 and covers(part, word) else None
+            if first:
+                found.append(first[0])
+                break
+    return list(dict.fromkeys(found)) if found and all("*" in f for f in found) else []
 
 
 def _named(word: str, words: Sequence[str], near: Sequence[str]) -> str:

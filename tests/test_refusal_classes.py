@@ -14,6 +14,7 @@ from zhiwen.retriever.answerability import (
     asked_detail,
     detail_given,
     foreign_modifier,
+    hidden_figures,
     holder,
     measured,
     names_of,
@@ -240,6 +241,15 @@ def test_an_office_is_named_by_what_it_is_not_by_department_or_institution():
     assert asked_detail("参与评级的第三方机构是哪一家？") == "具体名称"
 
 
+def test_a_figure_the_reports_anonymise_is_named_as_hidden():
+    party = "重点项目成立临时党支部*个，发展接收预备党员*名，党内谈心谈话***人次。"
+    assert hidden_figures("2022年发展接收了几名预备党员？", party, ("预备党员",)) == ["*名"]
+    fines = "累计做出行政处罚**项、罚款***万元。"
+    assert hidden_figures("罚款一共多少万元？", fines, ("罚款",)) == ["***万元"]
+    assert hidden_figures("全市贷款余额是多少？", "截至5月末，全市贷款余额785.03亿元。", ("贷款余额",)) == []
+    assert hidden_figures("预备党员是怎么发展的？", party, ("预备党员",)) == [], "no figure asked"
+
+
 def test_personal_advice_is_a_detail_no_report_gives():
     assert (
         asked_detail("出国旅游要买什么保险比较好？") == asked_detail("房贷提前还款划不划算？") == "个人建议"
@@ -289,6 +299,7 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("社保断缴了几个月怎么补缴？", "subject", "社保"),  # a citizen's own dues
         ("养老保险交满15年退休后每月能领多少钱？", "subject", "养老保险"),  # 15 is no subject
         ("给孩子买教育金保险划算吗？", "detail", "保险：个人建议"),  # advice, on a thing the reports name
+        ("房贷提前还款到底划不划算？", "detail", "房贷：个人建议"),  # whichever passages come back
         ("辖区五大产业集群分别是哪五个？", "detail", "集群：具体名单"),  # named, never listed
         ("“双送双问”帮扶活动中的双送、双问分别指什么？", "detail", "双送双问：具体名单"),
         ("民营企业融资难破解行动是银保监局跟哪个部门联合搞的？", "detail", "民营企业：具体名称"),
@@ -324,3 +335,12 @@ def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, q
 def test_the_same_shapes_are_answered_when_the_knowledge_base_has_it(retriever, question):
     answer = final(question, retriever)
     assert not answer.refused and answer.citations, answer.answer
+
+
+@pytest.mark.slow
+def test_an_anonymised_figure_is_quoted_with_a_note_that_it_is_hidden(retriever):
+    answer = final("金融监管局2022年发展接收了几名预备党员？", retriever)
+    assert not answer.refused and "发展接收预备党员*名" in answer.answer
+    assert "原文中这一数字已作脱敏处理（“*名”）" in answer.answer, answer.answer
+    legible = final("5月末全市贷款余额是多少？", retriever)
+    assert "785.03亿元" in legible.answer and "脱敏" not in legible.answer
