@@ -62,7 +62,7 @@ REFUSAL7_PATH = REPO / "eval" / "data" / "refusal7.jsonl"
 REFUSAL8_PATH = REPO / "eval" / "data" / "refusal8.jsonl"
 # A ninth, written blind by a seventh author from the reports alone after refusal8 had been looked into
 # (more near-topic details: hidden names, venues, subgroups, what a label stands for): measured on the
-# release before this round's rules and after they were final; never tuned on, never looked into.
+# release before this round's rules and once they were final; its misses read for the README, never tuned on.
 REFUSAL9_PATH = REPO / "eval" / "data" / "refusal9.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
