@@ -31,7 +31,18 @@ from zhiwen.core.text import sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuer_mentions, issuer_names, years_named
 
-from .answerability import NO_GAPS, Gaps, MissingDetail, hidden_figures, joined_words, pieces, unmet_detail
+from .answerability import (
+    NO_GAPS,
+    Gaps,
+    MissingDetail,
+    asked_detail,
+    detail_given,
+    hidden_figures,
+    joined_words,
+    pieces,
+    sentences_about,
+    unmet_detail,
+)
 from .compose import Library, compose, part_answer, wanted_roles
 from .followup import MAX_DEPTH, Previous, Resolution, Span, Turn, condense, read_history, resolve
 from .intent import understand
@@ -426,6 +437,7 @@ def extractive_answer(
         return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
     usable = answerable(question, hits, threshold, gaps)
     scope = Scope.of(question)
+    usable = _giving_first(question, usable, [h for h in hits if scope.admits(h)][:DETAIL_PASSAGES], gaps)
     roles = wanted_roles(understand(question))
     if not any(h.meta.get("role", "done") in roles for h in usable):
         # The most relevant passages are of the wrong part of the report (the problems, for "怎么解决"):
@@ -438,6 +450,24 @@ def extractive_answer(
     if hidden:  # the reports anonymise it: say so rather than leave the user to read "**次" as an answer
         text += "\n\n" + HIDDEN_NOTE.format("、".join(f"“{f}”" for f in hidden))
     return Answer(text, "extractive", tuple(citations))
+
+
+def _giving_first(question: str, usable: list[Hit], top: Sequence[Hit], gaps: Gaps) -> list[Hit]:
+    """``usable`` with the passage that gives the detail ``question`` asks for (a figure, a date, a name)
+    first, when the best passage does not and another of the ``top`` does: "党组一共开了多少次党组会议？"
+    is answered by "组织召开党组会议**次", not by the report's opening paragraph that shares its title words."""
+    kind = asked_detail(question)
+    if not kind or not usable or not gaps.words or kind in ("具体名单", "个人建议"):
+        return usable
+
+    def gives(hit: Hit) -> bool:
+        near = sentences_about(gaps.words, [hit.text])[1]
+        return any(detail_given(kind, question, part) for part in near)
+
+    if gives(usable[0]):
+        return usable
+    better = next((h for h in top if h is not usable[0] and gives(h)), None)
+    return usable if better is None else [better, *(h for h in usable if h.chunk_id != better.chunk_id)]
 
 
 HIDDEN_NOTE = "注：原文中这一数字已作脱敏处理（{}），知识库无法给出具体数值。"

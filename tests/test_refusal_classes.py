@@ -342,5 +342,8 @@ def test_an_anonymised_figure_is_quoted_with_a_note_that_it_is_hidden(retriever)
     answer = final("金融监管局2022年发展接收了几名预备党员？", retriever)
     assert not answer.refused and "发展接收预备党员*名" in answer.answer
     assert "原文中这一数字已作脱敏处理（“*名”）" in answer.answer, answer.answer
+    # the passage giving the figure is quoted though the report's opening paragraph ranks above it
+    meetings = final("金融监管局党组2022年一共开了多少次党组会议？", retriever)
+    assert "组织召开党组会议**次" in meetings.answer and "（“**次”）" in meetings.answer, meetings.answer
     legible = final("5月末全市贷款余额是多少？", retriever)
     assert "785.03亿元" in legible.answer and "脱敏" not in legible.answer
