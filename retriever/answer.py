@@ -156,7 +156,8 @@ class Evidence:
         if self.relevance < threshold:
             return Refusal("relevance", self.relevance, f"{self.relevance:.3f} < {threshold:.3f}")
         if self.unmet is not None:
-            return Refusal("detail", self.relevance, f"{self.unmet.subject}：{self.unmet.kind}")
+            subject, kind = self.unmet.subject, self.unmet.kind
+            return Refusal("detail", self.relevance, f"{subject}：{kind}" if subject else kind)
         if self.verdict == "no":
             return Refusal("judge", self.relevance, JUDGED_NO)
         return None
@@ -432,7 +433,12 @@ def extractive_answer(
             nearby = near_miss(refusal.detail, hits)
             why += f"知识库没有提到“{refusal.detail}”" + (f"；相关内容：{nearby}" if nearby else "") + "。"
         elif refusal.rule == "detail" and found.unmet is not None:
-            why += f"知识库提到了“{found.unmet.subject}”，但没有给出{found.unmet.kind}。"
+            subject = found.unmet.subject
+            why += (
+                f"知识库提到了“{subject}”，但没有给出{found.unmet.kind}。"
+                if subject
+                else "知识库不提供个人建议。"
+            )
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
     usable = answerable(question, hits, threshold, gaps)

@@ -411,7 +411,7 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:多少|几)(?:个?人|名|位|人次)"), "人|名|位|人次"),
     (re.compile(r"(?:多少|几)(?:次|期|届|批|轮)"), "次|期|届|批|轮"),
     (
-        re.compile(r"多少(?:钱|资金)|金额|余额|资本|收入|利润|额度|费用|价格|面额|奖补|补贴|奖励|罚款"),
+        re.compile(r"多少(?:钱|资金)|金额|余额|资本|收入|利润|额度|费用|经费|价格|面额|奖补|补贴|奖励|罚款"),
         "元|亿|万",
     ),
     (re.compile(r"(?:多少|几)件"), "件"),
@@ -428,6 +428,8 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # Whether something is worth it for the asker, which to pick: no work report advises a person.
     "个人建议": re.compile(
         r"划算|划不划算|值不值|该不该|哪个好|哪种好|选哪|买哪|该买|合适吗|(?:买|选|投|存)[^，。？?]{0,8}(?:比较|更)好"
+        # where prices go, what to buy, which is cheaper or best for the asker
+        r"|涨还是跌|会涨吗|会跌吗|推荐几|推荐一下|还保值|保值吗|哪个[^，。？?]{0,4}更(?:低|高|便宜|省钱)|最合适"
     ),
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     # Which one came first, or led: answered only by a ranking, not by the list of who took part.
@@ -441,6 +443,13 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     "具体数字": re.compile(
         r"多少|(?<!哪)几(?:个|家|户|次|期|项|件|条|名|位|人|届|种|倍|笔|批|支|所|份|篇|年|天|成)"
         r"|多大|多高|多长|多久|百分之几"
+    ),
+    # A comparison the question names ("跟去年比是多了还是少了", "和全省平均水平相比算高还是低"): given only
+    # where a passage compares, with the thing compared to (同比 for 去年).
+    "对比情况": re.compile(
+        r"(?:跟|和|与|同)(?P<target>[\u4e00-\u9fff]{1,8}?)(?:相)?比(?!例|重|率)[，,]?[^，。？?]{0,12}?"
+        r"(?:是|算)?(?:多了|少了|高了|低了|更高|更低|偏高|偏低|高还是|多还是|快还是)"
+        r"|(?:多了|高|增加|上升|涨|快)还是(?:少了|低|减少|下降|跌|慢)"
     ),
     # What it takes to apply, and how: answered only where the passages state conditions or steps.
     "申请条件或标准": re.compile(
@@ -513,6 +522,8 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     names one)."""
     if kind == "个人建议":  # a report says what an office did, never what a person had better do
         return False
+    if kind == "对比情况":
+        return compared(question, clause)
     if kind == "具体日期":  # "截至一季度末" dates a statistic, not an event
         return any(
             not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
@@ -540,6 +551,27 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         and (not where or any(p in clause for p in where) or not _WIDER.search(clause[: m.start()]))
         for m in re.finditer(figure, clause)
     )
+
+
+_COMPARES = re.compile(
+    r"同比|环比|较|比上|比去|高于|低于|超过|多于|少于|快于|慢于|位居|居全|排名|排第|增长|下降|增加|减少"
+)
+_LAST_YEAR = re.compile(r"去年|上年|上一年|往年|前一年")
+_YEAR_ON_YEAR = re.compile(r"同比|较上年|比上年|上年同期|较去年|比去年|去年同期")
+
+
+def compared(question: str, clause: str) -> bool:
+    """Whether ``clause`` makes the comparison ``question`` asks for: with last year by 同比 or 比上年, with
+    another thing ("全省平均水平") by naming it beside a comparing word, or any comparison when the question
+    names nothing to compare to."""
+    asked = DETAILS["对比情况"].search(question)
+    target = (asked["target"] or "") if asked else ""
+    if _LAST_YEAR.search(target):
+        return bool(_YEAR_ON_YEAR.search(clause))
+    key = re.sub(r"(?:的)?(?:平均)?(?:水平|情况|数据|同期)$", "", target).removesuffix("平均")
+    if key and _CJK.search(key):
+        return key in clause and bool(_COMPARES.search(clause.replace(key, "", 1)))
+    return bool(_COMPARES.search(clause))
 
 
 # A figure for the whole city or province is not one for the county a question names ("浚县有多少脱贫户
@@ -582,6 +614,7 @@ def anchor(text: str, last: bool = False) -> str:
 # The words a question puts between the thing measured and its figure: "不良贷款率目前具体是多少".
 _FILLER = frozenset(
     ["具体", "是", "为", "有", "目前", "现在", "大概", "大约", "约", "一共", "共", "总共", "达到", "达", "的"]
+    + ["了"]
 )
 # What a figure measures when it is a level, a share or an amount ("贷款余额", "不良贷款率", "利率").
 _MEASURE_HEAD = re.compile(r"(?:余额|总额|金额|规模|占比|比重|增速|增幅|率)$")
@@ -605,7 +638,9 @@ def holder(question: str) -> str:
     cue = DETAILS["具体数字"].search(question)
     if not cue:
         return ""
-    tagged = list(domain_tagger().cut(question[: cue.start()]))
+    # "增长到多少" asks the level it reached, as "达到多少" does
+    lead = re.sub(r"(?:增长|增加|上升|下降|提高|降低|降|升)?到了?$", "", question[: cue.start()])
+    tagged = list(domain_tagger().cut(lead))
     while tagged and tagged[-1][0] in _FILLER:
         tagged.pop()
     if not tagged or not _MEASURE_HEAD.search(tagged[-1][0]):
@@ -833,7 +868,7 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     kind = asked_detail(question)
     word, near = sentences_about(words, texts) if kind else ("", [])
     if kind == "个人建议" and words:  # given nowhere, whichever passages came back
-        return MissingDetail(_named(word or words[0], words, near), kind)
+        return MissingDetail(_named(word, words, near) if near else "", kind)
     if not near:
         return None
     if kind == "具体名单":

@@ -250,12 +250,36 @@ def test_a_figure_the_reports_anonymise_is_named_as_hidden():
     assert hidden_figures("预备党员是怎么发展的？", party, ("预备党员",)) == [], "no figure asked"
 
 
+def test_a_comparison_is_given_only_where_a_passage_compares_with_the_thing_named():
+    last_year = "今年延期还本付息的贷款金额跟去年比是多了还是少了？"
+    assert asked_detail(last_year) == "对比情况"
+    assert not detail_given("对比情况", last_year, "累计对265户、10.53亿元贷款实行延期还本付息")
+    assert detail_given("对比情况", last_year, "延期还本付息贷款10.53亿元，同比减少2亿元")
+    province = "和全省平均水平相比，我市贷款增速算高还是低？"
+    assert not detail_given("对比情况", province, "全市贷款余额同比增长13.84%"), "全省 is not named"
+    assert detail_given("对比情况", province, "全市贷款同比增长13.84%，高于全省平均水平2个百分点")
+    assert asked_detail("研发费用加计扣除新政与原政策相比主要有哪些变化？") != "对比情况", (
+        "changes, not a verdict"
+    )
+
+
+def test_a_level_reached_is_asked_as_a_level():
+    assert holder("到6月底，全市贷款余额增长到多少了？") == "贷款余额"
+    assert not detail_given("具体数字", "读书班一共花了多少经费？", "举办读书班3期，培训干部120人次"), (
+        "an amount"
+    )
+
+
 def test_personal_advice_is_a_detail_no_report_gives():
     assert (
         asked_detail("出国旅游要买什么保险比较好？") == asked_detail("房贷提前还款划不划算？") == "个人建议"
     )
     assert asked_detail("哪个县区的工作做得比较好？") != "个人建议", "a judgement of the work, not advice"
     assert not detail_given("个人建议", "教育金保险划算吗？", "推动保险机构开发教育金保险产品")
+    for advice in ["明天A股大盘会涨还是跌？", "推荐几只适合长期持有的白酒股", "装修贷和消费贷哪个利息更低？"]:
+        assert asked_detail(advice) == "个人建议", advice
+    # a thing no passage names is not said to be in the knowledge base
+    assert unmet_detail("推荐几只白酒股", ["推动消费金融发展。"], ("白酒",)) == MissingDetail("", "个人建议")
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +323,9 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("社保断缴了几个月怎么补缴？", "subject", "社保"),  # a citizen's own dues
         ("养老保险交满15年退休后每月能领多少钱？", "subject", "养老保险"),  # 15 is no subject
         ("给孩子买教育金保险划算吗？", "detail", "保险：个人建议"),  # advice, on a thing the reports name
-        ("房贷提前还款到底划不划算？", "detail", "房贷：个人建议"),  # whichever passages come back
+        ("房贷提前还款到底划不划算？", "detail", "个人建议"),  # whichever passages come back
+        ("今年延期还本付息的贷款金额跟去年比是多了还是少了？", "detail", "贷款：对比情况"),  # no 同比 given
+        ("到6月底，全市贷款余额增长到多少了？", "detail", "贷款余额：具体数字"),  # 5月末 only
         ("辖区五大产业集群分别是哪五个？", "detail", "集群：具体名单"),  # named, never listed
         ("“双送双问”帮扶活动中的双送、双问分别指什么？", "detail", "双送双问：具体名单"),
         ("民营企业融资难破解行动是银保监局跟哪个部门联合搞的？", "detail", "民营企业：具体名称"),
