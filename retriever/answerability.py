@@ -464,6 +464,8 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"(?:哪(?:一|几)?(?:家|个|所)|(?:都|分别|具体)是哪些)[\u4e00-\u9fff]{0,4}?"
         r"(?P<kind>银行|法院|交易所|医院|大学|保险公司|部门|机构|单位)"
         r"|(?P<after>银行|法院|交易所|医院|大学|保险公司|部门|机构|单位)(?:具体|都|分别)?是哪(?:一|几|些)"
+        # what one is called: "那家城商行叫什么名字", "原来叫什么"
+        r"|(?P<called>银行|城商行|农商行|公司|机构|部门|单位)[^，。？?]{0,4}叫(?:什么|啥)"
     ),
     # Which ones a group holds ("五大产业集群分别是哪五个", "“双送双问”指什么", "由哪三方组成"): answered
     # only where a passage lists them beside the group's name, not where it names the group.
@@ -535,7 +537,7 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return any(m[0] not in stated for m in GIVEN[kind].finditer(clause))
     if kind == "具体名称":
         asked = DETAILS[kind].search(question)
-        return bool(asked and names_of(asked["kind"] or asked["after"], clause, question))
+        return bool(asked and names_of(asked["kind"] or asked["after"] or asked["called"], clause, question))
     units = next((unit for cue, unit in UNITS if cue.search(question)), "")
     if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
         figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}"
@@ -721,14 +723,21 @@ _ANY_KIND = frozenset(
 
 def _noun_runs(tagged: Sequence[tuple[str, str]]) -> list[str]:
     """The runs of nouns (and anonymisation marks) in a tagged clause, each as one phrase: 停车管理部门,
-    **融资担保公司."""
+    **融资担保公司; a verb before the word naming an office is part of the run (调解 of 金融纠纷调解中心)."""
+
+    def nominal(word: str, flag: str) -> bool:
+        return bool(word) and (bool(_NOUN.match(flag)) or flag in ("ns", "nt") or set(word) == {"*"})
+
+    padded = [*tagged, ("", "x")]
     runs, run = [], ""
-    for word, flag in [*tagged, ("", "x")]:
-        if word and (_NOUN.match(flag) or flag in ("ns", "nt") or set(word) == {"*"}):
+    for at, (word, flag) in enumerate(padded[:-1]):
+        following = padded[at + 1]
+        bare_head = _ORGANISATION.fullmatch(following[0]) is not None  # 中心, 部门: no name of its own
+        if nominal(word, flag) or (run and flag == "v" and nominal(*following) and bare_head):
             run += word
         else:
             runs, run = runs + [run] * bool(run), ""
-    return runs
+    return runs + [run] * bool(run)
 
 
 def _organisation(name: str, kind: str) -> bool:
@@ -798,7 +807,7 @@ def _asked_count(question: str) -> int:
     return digits[0] if len(digits) == 1 else (digits[0] * 10 if digits[-1] == 10 else 10 + digits[-1])
 
 
-def members_listed(word: str, question: str, texts: Sequence[str]) -> bool:
+def members_listed(word: str, question: str, texts: Sequence[str], words: Sequence[str] = ()) -> bool:
     """Whether a passage of ``texts`` lists the members of the group ``word`` names: beside it (see
     ``_LISTS_AFTER``), in its clause, in the items that follow it, or as many items as ``question`` asks
     for anywhere in its sentence."""
@@ -808,7 +817,8 @@ def members_listed(word: str, question: str, texts: Sequence[str]) -> bool:
         parts = [m[0] for m in sentences(text) if m[0].strip()]
         for at, part in enumerate(parts):
             clauses = re.split(r"[，,；;。]", part)
-            if count and any(c.count("、") + 1 == count and not item.search(c) for c in clauses):
+            about = not words or any(w in part for w in [word, *words])  # a sentence of the question's
+            if count and about and any(c.count("、") + 1 == count and not item.search(c) for c in clauses):
                 return True
             start = part.find(word)
             if start < 0:
@@ -872,7 +882,7 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     if not near:
         return None
     if kind == "具体名单":
-        listed = not group_named(word, question) or members_listed(word, question, texts)
+        listed = not group_named(word, question) or members_listed(word, question, texts, words)
         return None if listed else MissingDetail(_named(word, words, near), kind)
     own = sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
     if any(detail_given(kind, question, part) for part in [*near, *own]):

@@ -239,6 +239,10 @@ def test_an_office_is_named_by_what_it_is_not_by_department_or_institution():
         != []
     )
     assert asked_detail("参与评级的第三方机构是哪一家？") == "具体名称"
+    called = "正在推进改革化险的那家城商行叫什么名字？"
+    assert asked_detail(called) == "具体名称"
+    assert not detail_given("具体名称", called, "稳步推进城商行改革化险，积极发挥地方政府作用")
+    assert detail_given("具体名称", "调解纠纷的机构叫什么？", "牵头组建“三位一体”金融纠纷调解中心")
 
 
 def test_a_figure_the_reports_anonymise_is_named_as_hidden():
@@ -326,6 +330,7 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("房贷提前还款到底划不划算？", "detail", "个人建议"),  # whichever passages come back
         ("今年延期还本付息的贷款金额跟去年比是多了还是少了？", "detail", "贷款：对比情况"),  # no 同比 given
         ("到6月底，全市贷款余额增长到多少了？", "detail", "贷款余额：具体数字"),  # 5月末 only
+        ("已经完成改名的2家融资担保公司原来叫什么名字？", "detail", "融资担保：具体名称"),  # never named
         ("辖区五大产业集群分别是哪五个？", "detail", "集群：具体名单"),  # named, never listed
         ("“双送双问”帮扶活动中的双送、双问分别指什么？", "detail", "双送双问：具体名单"),
         ("民营企业融资难破解行动是银保监局跟哪个部门联合搞的？", "detail", "民营企业：具体名称"),
