@@ -64,6 +64,10 @@ REFUSAL8_PATH = REPO / "eval" / "data" / "refusal8.jsonl"
 # (more near-topic details: hidden names, venues, subgroups, what a label stands for): measured on the
 # release before this round's rules and once they were final; its misses read for the README, never tuned on.
 REFUSAL9_PATH = REPO / "eval" / "data" / "refusal9.jsonl"
+# A tenth, written blind by an eighth author from the reports alone while refusal9 was being looked into
+# (told that a figure hidden behind * is answered with its mark, so no negative rests on one): measured once
+# when this round's last rules were final, never tuned on.
+REFUSAL10_PATH = REPO / "eval" / "data" / "refusal10.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -355,6 +359,7 @@ LOCAL = {
     "refusal7": REFUSAL7_PATH,
     "refusal8": REFUSAL8_PATH,
     "refusal9": REFUSAL9_PATH,
+    "refusal10": REFUSAL10_PATH,
 }
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
@@ -366,7 +371,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal9`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal10`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole
