@@ -35,12 +35,10 @@ from .answerability import (
     NO_GAPS,
     Gaps,
     MissingDetail,
-    asked_detail,
-    detail_given,
+    gives_detail,
     hidden_figures,
     joined_words,
     pieces,
-    sentences_about,
     unmet_detail,
 )
 from .compose import Library, compose, part_answer, wanted_roles
@@ -156,8 +154,7 @@ class Evidence:
         if self.relevance < threshold:
             return Refusal("relevance", self.relevance, f"{self.relevance:.3f} < {threshold:.3f}")
         if self.unmet is not None:
-            subject, kind = self.unmet.subject, self.unmet.kind
-            return Refusal("detail", self.relevance, f"{subject}：{kind}" if subject else kind)
+            return Refusal("detail", self.relevance, self.unmet.label)
         if self.verdict == "no":
             return Refusal("judge", self.relevance, JUDGED_NO)
         return None
@@ -433,12 +430,7 @@ def extractive_answer(
             nearby = near_miss(refusal.detail, hits)
             why += f"知识库没有提到“{refusal.detail}”" + (f"；相关内容：{nearby}" if nearby else "") + "。"
         elif refusal.rule == "detail" and found.unmet is not None:
-            subject = found.unmet.subject
-            why += (
-                f"知识库提到了“{subject}”，但没有给出{found.unmet.kind}。"
-                if subject
-                else "知识库不提供个人建议。"
-            )
+            why += found.unmet.explanation
         text = REFUSAL + why + ("以下段落可能相关，仅供参考。" if hits else "")
         return Answer(text, "extractive", related=tuple(hits[:3]), refusal=refusal)
     usable = answerable(question, hits, threshold, gaps)
@@ -462,17 +454,9 @@ def _giving_first(question: str, usable: list[Hit], top: Sequence[Hit], gaps: Ga
     """``usable`` with the passage that gives the detail ``question`` asks for (a figure, a date, a name)
     first, when the best passage does not and another of the ``top`` does: "党组一共开了多少次党组会议？"
     is answered by "组织召开党组会议**次", not by the report's opening paragraph that shares its title words."""
-    kind = asked_detail(question)
-    if not kind or not usable or not gaps.words or kind in ("具体名单", "个人建议"):
+    if not usable or gives_detail(question, usable[0].text, gaps.words) is not False:
         return usable
-
-    def gives(hit: Hit) -> bool:
-        near = sentences_about(gaps.words, [hit.text])[1]
-        return any(detail_given(kind, question, part) for part in near)
-
-    if gives(usable[0]):
-        return usable
-    better = next((h for h in top if h is not usable[0] and gives(h)), None)
+    better = next((h for h in top if h is not usable[0] and gives_detail(question, h.text, gaps.words)), None)
     return usable if better is None else [better, *(h for h in usable if h.chunk_id != better.chunk_id)]
 
 

@@ -519,6 +519,12 @@ GIVEN = {
 }
 
 
+def asked_units(question: str) -> str:
+    """The units (``UNITS``) the figure ``question`` asks for must come in, as a regex alternation; "" when
+    it names none."""
+    return next((unit for cue, unit in UNITS if cue.search(question)), "")
+
+
 def detail_given(kind: str, question: str, clause: str) -> bool:
     """Whether ``clause`` gives the detail of ``kind`` that ``question`` asks for (in its unit, if it
     names one)."""
@@ -530,19 +536,16 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return any(
             not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
         )
-    if (
-        kind in GIVEN
-    ):  # a rank the question states before the one it asks ("排第三，那排第一的是哪个市") is none
+    if kind in GIVEN:
+        # a rank the question states before the one it asks ("排第三，那排第一的是哪个市") is none
         stated = GIVEN[kind].findall(question)[:-1] if kind == "名次" else []
         return any(m[0] not in stated for m in GIVEN[kind].finditer(clause))
     if kind == "具体名称":
         asked = DETAILS[kind].search(question)
         return bool(asked and names_of(asked["kind"] or asked["after"] or asked["called"], clause, question))
-    units = next((unit for cue, unit in UNITS if cue.search(question)), "")
-    if not units:  # any figure: a count or an amount in any unit, or a bare number (a telephone number)
-        figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})|百分之|\d{{3,}}"
-    else:
-        figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units})|百分之"  # 50余次, 5000多家
+    units = asked_units(question)
+    # 50余次, 5000多家; any figure when no unit is asked, or a bare number (a telephone number)
+    figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units or _ANY_UNIT})|百分之" + ("" if units else r"|\d{3,}")
     held, asked, where = holder(question), anchor(question), local_places(question)
     cue = DETAILS["具体数字"].search(question)
     stated = question[: cue.start()] if cue else ""
@@ -615,8 +618,24 @@ def anchor(text: str, last: bool = False) -> str:
 
 # The words a question puts between the thing measured and its figure: "不良贷款率目前具体是多少".
 _FILLER = frozenset(
-    ["具体", "是", "为", "有", "目前", "现在", "大概", "大约", "约", "一共", "共", "总共", "达到", "达", "的"]
-    + ["了"]
+    [
+        "具体",
+        "是",
+        "为",
+        "有",
+        "目前",
+        "现在",
+        "大概",
+        "大约",
+        "约",
+        "一共",
+        "共",
+        "总共",
+        "达到",
+        "达",
+        "的",
+        "了",
+    ]
 )
 # What a figure measures when it is a level, a share or an amount ("贷款余额", "不良贷款率", "利率").
 _MEASURE_HEAD = re.compile(r"(?:余额|总额|金额|规模|占比|比重|增速|增幅|率)$")
@@ -664,13 +683,19 @@ def figure_of(held: str, question: str, before: str) -> bool:
     qualifier = held[: -len(head)]
     aliases = [alias + head for alias in load_glossary().aliases(qualifier)]  # 房贷余额: 住房贷款余额
     longer = [held[: -len(head)] + "贷款" + head] if "贷款" not in held else []  # 不良率: 不良贷款率
-    bare = held in (word for word, _ in domain_tagger().cut(question))  # asked with no qualifier
+    bare = held in _words_of(question)  # asked with no qualifier
     for name in dict.fromkeys([held, held.replace("贷款", ""), *longer, *aliases]):
         at = clause.rfind(name)
         if at >= 0 and not (bare and _qualified(clause[:at])):
             return not _CHANGE.search(clause[at + len(name) :]) or bool(_CHANGE.search(question))
     other = re.search(rf"[\u4e00-\u9fff]{{{max(1, 3 - len(head))},}}{head}", clause)
     return not other and (not _CHANGE.search(clause) or bool(_CHANGE.search(question)))
+
+
+@lru_cache(maxsize=256)
+def _words_of(question: str) -> frozenset[str]:
+    """The words of ``question`` (the domain tagger's), once per question."""
+    return frozenset(word for word, _ in domain_tagger().cut(question))
 
 
 def _qualified(lead: str) -> bool:
@@ -700,8 +725,6 @@ _ANY_KIND = frozenset(
         "银行保险",
         "中介",
         "担保",
-    ]
-    + [
         "监管",
         "政府",
         "地方",
@@ -740,7 +763,7 @@ def _noun_runs(tagged: Sequence[tuple[str, str]]) -> list[str]:
     return runs + [run] * bool(run)
 
 
-def _organisation(name: str, kind: str) -> bool:
+def _organisation(name: str) -> bool:
     """Whether the noun phrase ``name`` names one office or institution (see ``ORGANISATIONS``)."""
     found = _ORGANISATION.search(name)
     return bool(found) and len(name) > 2 and name[: found.start()].strip("*") not in _ANY_KIND
@@ -753,7 +776,7 @@ def names_of(kind: str, clause: str, question: str) -> list[str]:
     (``ORGANISATIONS``) is named by a noun ending as one does (``_ORGANISATION``: 市人行, *银保监局)."""
     tagged = list(domain_tagger().cut(clause))
     if kind in ORGANISATIONS:
-        return [n for n in _noun_runs(tagged) if _organisation(n, kind) and n.strip("*") not in question]
+        return [n for n in _noun_runs(tagged) if _organisation(n) and n.strip("*") not in question]
     found = []
     for at, (word, _) in enumerate(tagged):
         if not word.endswith(kind):
@@ -845,6 +868,19 @@ class MissingDetail:
     subject: str
     kind: str
 
+    @property
+    def label(self) -> str:
+        """How a refusal's detail names it: "首贷续贷：具体日期", or the kind alone when no passage names the
+        subject (personal advice on a thing the reports never mention)."""
+        return f"{self.subject}：{self.kind}" if self.subject else self.kind
+
+    @property
+    def explanation(self) -> str:
+        """The sentence a refusal gives for it."""
+        if self.subject:
+            return f"知识库提到了“{self.subject}”，但没有给出{self.kind}。"
+        return f"知识库不提供{self.kind}。"
+
 
 def sentences_about(words: Sequence[str], texts: Iterable[str], every: bool = False) -> tuple[str, list[str]]:
     """The first of ``words`` (most specific first) that a sentence of ``texts`` uses as a word, and the
@@ -885,9 +921,27 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
         listed = not group_named(word, question) or members_listed(word, question, texts, words)
         return None if listed else MissingDetail(_named(word, words, near), kind)
     own = sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
-    if any(detail_given(kind, question, part) for part in [*near, *own]):
+    if _gives(kind, question, [*near, *own]):
         return None
     return MissingDetail((kind == "具体数字" and holder(question)) or _named(word, words, near), kind)
+
+
+def _gives(kind: str, question: str, parts: Iterable[str]) -> bool:
+    return any(detail_given(kind, question, part) for part in parts)
+
+
+# Kinds a single passage cannot be checked for alone: members are judged over the passages together, and
+# advice is never given.
+_NOT_BY_PASSAGE = frozenset(["具体名单", "个人建议"])
+
+
+def gives_detail(question: str, text: str, words: Sequence[str]) -> bool | None:
+    """Whether the passage ``text`` gives the detail ``question`` asks for in its sentences about the
+    subject ``words``; None when it asks for none a single passage can be checked for."""
+    kind = asked_detail(question)
+    if not kind or kind in _NOT_BY_PASSAGE or not words:
+        return None
+    return _gives(kind, question, sentences_about(words, [text])[1])
 
 
 def hidden_figures(question: str, text: str, words: Sequence[str]) -> list[str]:
@@ -896,8 +950,7 @@ def hidden_figures(question: str, text: str, words: Sequence[str]) -> list[str]:
     the word. Empty when the question asks for no figure or any of those figures is legible."""
     if asked_detail(question) != "具体数字":
         return []
-    units = next((unit for cue, unit in UNITS if cue.search(question)), _ANY_UNIT)
-    figure = re.compile(rf"{_NUMERAL}\s*(?:余|多)?(?:{units})[元次]?")  # ***万元, **人次
+    figure = re.compile(rf"{_NUMERAL}\s*(?:余|多)?(?:{asked_units(question) or _ANY_UNIT})[元次]?")  # ***万元
     found = []
     for part in (m[0] for m in sentences(text)):
         for word in words:
