@@ -141,7 +141,7 @@ class Citation(Passage):
     n: int = field(kw_only=True)
 
 
-RefusalRule = Literal["topic", "subject", "scope", "relevance", "detail", "judge", "reference"]
+RefusalRule = Literal["topic", "subject", "scope", "everyday", "relevance", "detail", "judge", "reference"]
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ class Refusal:
 
     ``rule``: ``topic`` (the question names a term of art no document mentions), ``subject`` (its most
     specific subject word appears nowhere in the knowledge base), ``scope`` (no passage is of the year or
-    issuing body it names), ``relevance`` (the best passage in scope is below the threshold), ``detail`` (it
+    issuing body it names), ``everyday`` (it is nearer to everyday questions than to any passage, see
+    ``answer.EVERYDAY_MARGIN``), ``relevance`` (the best passage in scope is below the threshold), ``detail`` (it
     asks for a date or a figure the passages about its subject do not give), ``judge`` (the LLM judged
     that the passages do not answer it) or ``reference`` (a follow-up points at something the conversation
     does not have: 第五项 of a four-item answer). ``relevance`` is the best in-scope passage's dense

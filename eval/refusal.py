@@ -41,6 +41,7 @@ RULES = (
     "topic",
     "subject",
     "scope",
+    "everyday",
     "relevance",
     "detail",
     "judge",

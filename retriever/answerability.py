@@ -39,6 +39,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from itertools import pairwise
 
 from zhiwen.core.text import sentences
 from zhiwen.core.tokenize import domain_tagger, general_tokenizer, stopwords
@@ -55,6 +56,9 @@ COMPOUND_BONUS = 2.0
 # 稿件) is taken for a paraphrase when the knowledge base holds at least HELD_SHARE of the question's
 # other subject words, weighed by specificity. Chosen on the golden set.
 EVERYDAY_IDF = 13.0
+# A subject word this rare in general Chinese (jieba frequency about 30 or less in 60 million: 天海) is a
+# name: the date asked of it must be in the sentences that name it.
+NAME_IDF = 14.5
 HELD_SHARE = 0.5
 # What follows the word whose figure or holder a question asks for: "利率是多少", "院长是谁", "额度最高多少",
 # "存款余额是多少" (余额, 金额 and 比例 are cue words, never subject words: the word before them is).
@@ -430,14 +434,37 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"划算|划不划算|值不值|该不该|哪个好|哪种好|选哪|买哪|该买|合适吗|(?:买|选|投|存)[^，。？?]{0,8}(?:比较|更)好"
         # where prices go, what to buy, which is cheaper or best for the asker
         r"|涨还是跌|会涨吗|会跌吗|推荐几|推荐一下|还保值|保值吗|哪个[^，。？?]{0,4}更(?:低|高|便宜|省钱)|最合适"
+        # which bank or product pays or costs the asker most: "哪家银行利息最高", "装修贷和消费贷哪个利息低"
+        r"|哪(?:家|个|种|只)[^，。？?]{0,12}(?:利息|利率|收益率?|费率|价格|手续费|年化)[^，。？?]{0,3}(?:最|更)?"
+        r"(?:高|低|便宜|贵)"
     ),
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
     # Which one came first, or led: answered only by a ranking, not by the list of who took part.
     "名次": re.compile(r"第几|排名|排第|第一名|一等奖|冠军|(?:最多|最高|最大|最少|最低)的是哪"),
     # What a named company does: answered only where a passage says its trade, not where it is named.
-    "主营业务": re.compile(r"(?:什么|哪个|哪一个)行业|主营|经营范围|哪一行"),
+    "主营业务": re.compile(
+        r"(?:什么|哪个|哪一个)行业|主营|经营范围|哪一行|(?:公司|企业|集团)[^，。？?]{0,6}(?:是|主要)做什么"
+        r"|做什么(?:产品|业务|生意)|生产什么"
+    ),
     "地址或联系方式": re.compile(
         r"地址(?:是|在)|什么地址|怎么联系|联系方式(?:是|有)|联系电话(?:是|多少)|电话是多少|网址|网站是"
+    ),
+    # Where a meeting or a class was held: answered only by a place ("在石家庄市委党校举办"), not by the date
+    # and what was signed there.
+    "举办地点": re.compile(
+        r"在(?:哪[里儿个]?|什么地方|何处)(?:场馆|会场|地方|城市)?(?:开|办|举办|召开|举行)|(?:举办|召开|举行)(?:地点|场地)|"
+        r"(?:地点|场馆|会场)(?:在|是)|设在哪"
+    ),
+    # Who held a post or spoke: answered only by a person named (or anonymised: **市长), not by the post.
+    "人员姓名": re.compile(
+        r"(?:组长|负责人|主持人|市长|书记|局长|行长|领导|专家|老师|讲师)[^，。？?]{0,4}(?:是谁|姓什么|叫什么名字)"
+        r"|请了(?:谁|哪些专家|哪几位|哪些人)|哪位(?:市领导|领导|专家|老师)"
+    ),
+    # What a product, a lecture or a campaign is called: answered only where a passage gives its name,
+    # quoted (“双送双问”, 《…》), not where it says one was made.
+    "具体名字": re.compile(
+        r"(?P<thing>产品|党课|讲座|课程|专题|文件|活动|项目|品牌|险种)[^，。？?]{0,6}(?:叫什么|叫啥|什么名字|名称|题目|标题)"
+        r"|(?:题目|标题)(?:是|叫)|哪(?:几|些)(?:个|种)?险种"
     ),
     # 比例 or 额度 alone asks for no figure ("提高加计扣除比例后有何规定"): a figure is asked by 多少, 几 …
     "具体数字": re.compile(
@@ -454,6 +481,7 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # What it takes to apply, and how: answered only where the passages state conditions or steps.
     "申请条件或标准": re.compile(
         r"什么条件|哪些条件|条件是什么|具体条件|需要满足|要满足|门槛|什么资格|哪些资格|认定标准|标准是什么|什么标准|哪些标准"
+        r"|(?:评定|评选|考核|验收|评价)标准"
     ),
     "办理流程": re.compile(
         r"什么流程|哪些流程|流程是什么|办理流程|申请流程|什么手续|哪些手续|"
@@ -462,8 +490,9 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
     "具体名称": re.compile(
         r"(?:哪(?:一|几)?(?:家|个|所)|(?:都|分别|具体)是哪些)[\u4e00-\u9fff]{0,4}?"
-        r"(?P<kind>银行|法院|交易所|医院|大学|保险公司|部门|机构|单位)"
-        r"|(?P<after>银行|法院|交易所|医院|大学|保险公司|部门|机构|单位)(?:具体|都|分别)?是哪(?:一|几|些)"
+        r"(?P<kind>银行|城商行|农商行|法院|交易所|医院|大学|保险公司|部门|机构|单位)"
+        r"|(?P<after>银行|城商行|农商行|法院|交易所|医院|大学|保险公司|部门|机构|单位)(?:具体|都|分别)?"
+        r"是哪(?![两二三四五六七八九十])(?:一|几|些)?(?:家|个|所)?"
         # what one is called: "那家城商行叫什么名字", "原来叫什么"
         r"|(?P<called>银行|城商行|农商行|公司|机构|部门|单位)[^，。？?]{0,4}叫(?:什么|啥)"
     ),
@@ -471,7 +500,13 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # only where a passage lists them beside the group's name, not where it names the group.
     "具体名单": re.compile(
         r"分别(?:是|指|为|有|叫)|都(?:是|有)哪些|具体(?:指|包括|是)哪些"
-        r"|哪[两二三四五六七八九十]+(?:个|家|方|项|类|种|条|大|位|批|件|所)?|是哪几|哪几家"
+        r"|哪(?:[两二三四五六七八九十]+|\d+)(?:个|家|方|项|类|种|条|大|位|批|件|所)?|是哪几|哪几家"
+    ),
+    # What a named group or a quoted name stands for ("“双送”指的是送什么", "“浦江经验”讲的是什么经验"):
+    # answered, as its members are, only where a passage spells it out beside the name.
+    "具体含义": re.compile(
+        r"指的?是(?:什么|哪些)|指什么|各指|什么意思|讲的(?:到底)?是什么|到底是什么|送什么|问什么"
+        r"|是什么(?:经验|工程)"
     ),
 }
 # Banks and courts in general, not by name: "我市中小银行" names no bank. (人民法院 is left out: "被告
@@ -516,6 +551,11 @@ GIVEN = {
     ),
     "主营业务": re.compile(r"主营|从事|经营|生产|制造|研发|行业|产业|领域|业务|产品|服务商|供应商"),
     "地址或联系方式": re.compile(r"地址|位于|路\d|号|电话|热线|\d{7,}|网址|邮箱|www|https?:|\.cn|\.com"),
+    "具体名字": re.compile(r"[“《「][^”》」]{2,40}[”》」]"),
+    "举办地点": re.compile(
+        r"在[^，。；：]{2,24}?(?:举办|召开|举行|开班|开展|进行|办班)|位于|会场|会议室|党校|礼堂|酒店|宾馆|大厦|"
+        r"基地|学院|大学"
+    ),
 }
 
 
@@ -536,6 +576,14 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         return any(
             not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
         )
+    if kind == "举办地点" and places(clause):
+        return True
+    if kind == "具体名字":  # the name in the clause of the thing named ("开展“双送双问”帮扶活动")
+        thing = DETAILS[kind].search(question)["thing"]
+        clauses = [c for c in re.split(r"[，,；;。]", clause) if thing and thing in c] or [clause]
+        return any(GIVEN[kind].search(c) for c in clauses)
+    if kind == "人员姓名":
+        return persons(clause)
     if kind in GIVEN:
         # a rank the question states before the one it asks ("排第三，那排第一的是哪个市") is none
         stated = GIVEN[kind].findall(question)[:-1] if kind == "名次" else []
@@ -543,19 +591,102 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     if kind == "具体名称":
         asked = DETAILS[kind].search(question)
         return bool(asked and names_of(asked["kind"] or asked["after"] or asked["called"], clause, question))
-    units = asked_units(question)
+    part = breakdown(question)
+    # a share of a stated total comes in the total's unit unless the question names another
+    units = asked_units(question) or (part and _BREAKDOWN.search(question)["unit"])
     # 50余次, 5000多家; any figure when no unit is asked, or a bare number (a telephone number)
     figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units or _ANY_UNIT})|百分之" + ("" if units else r"|\d{3,}")
     held, asked, where = holder(question), anchor(question), local_places(question)
     cue = DETAILS["具体数字"].search(question)
     stated = question[: cue.start()] if cue else ""
+    span = _stated_span(stated, clause)
     return any(
         m[0] not in stated  # a figure the question states ("39家后备企业里有几家") is not its answer
+        and span[0] <= m.start() < span[1]
+        and (not part or any(w in _clause_before(clause, m.start()) for w in part))  # 其中小微企业**户
         and (not held or figure_of(held, question, clause[: m.start()]))
         and (not asked or anchor(clause[: m.start()], last=True) in ("", asked))
         and (not where or any(p in clause for p in where) or not _WIDER.search(clause[: m.start()]))
         for m in re.finditer(figure, clause)
     )
+
+
+# A place a passage names: a city, a county or a province by jieba's place tag, not the scope of a figure
+# (全市, 我省, 各县区).
+_SCOPES = ("全", "我", "本", "各", "该", "省", "市", "县", "区")
+
+
+def places(clause: str) -> list[str]:
+    """The places ``clause`` names (石家庄, 内蒙古), leaving out scopes (全市, 各县区)."""
+    return [
+        word
+        for word, flag in domain_tagger().cut(clause)
+        if flag == "ns" and len(word) > 1 and not word.startswith(_SCOPES)
+    ]
+
+
+# A post a person holds, after their name or an anonymisation mark standing for it (**市长, *书记).
+_POSTS = r"市长|书记|局长|行长|主任|组长|处长|部长|同志|教授|专家|老师"
+
+
+def persons(clause: str) -> bool:
+    """Whether ``clause`` names a person: a name before a post, anonymised ("尊敬的**市长") or tagged as a
+    person's by jieba ("王明同志"; jieba's person tag alone is no proof: it tags 石家庄 so)."""
+    if re.search(rf"[*]+(?:{_POSTS})|(?:{_POSTS})[*]+", clause):
+        return True
+    tagged = list(domain_tagger().cut(clause))
+    posts = _POSTS.split("|")
+    return any(
+        flag.startswith("nr") and len(word) > 1 and following in posts
+        for (word, flag), (following, _) in pairwise(tagged)
+    )
+
+
+# A share of a total the question states: "278个问题里，融资类问题占多少", "265户里面小微企业有多少户".
+_BREAKDOWN = re.compile(
+    rf"{_NUMERAL}\s*(?:余|多)?(?P<unit>个|家|户|名|项|件|人|次|笔|亿元|万元)[^，。？?]{{0,16}}?"
+    r"(?:里面|里头|里边|当中|之中|里|中)[，,]?(?P<rest>[^。？?]+)"
+)
+
+
+@lru_cache(maxsize=256)
+def breakdown(question: str) -> tuple[str, ...]:
+    """The words naming the part a question asks of a total it states (融资类 of "278个问题里，融资类问题占
+    多少"): its nouns after the total that the total does not name; () when it asks no share of a total."""
+    found = _BREAKDOWN.search(question)
+    counted = re.search(r"(?:多少|几)(个|家|户|名|项|件|人|次|笔)", found["rest"]) if found else None
+    if not found or (counted and counted[1] != found["unit"]):  # "943家企业里解决了多少个问题": not a part
+        return ()
+    total = question[: found.start("rest")]
+    drop = stopwords() | generic_words() | cue_words()
+    words = [
+        w.strip('“”"')
+        for w, _ in domain_tagger().cut(found["rest"])
+        if len(w.strip('“”"')) > 1 and _CJK.search(w) and w not in total and w not in drop
+    ]
+    return tuple(w for w in words if not DETAILS["具体数字"].search(w))
+
+
+_STATED = re.compile(rf"{_NUMERAL}\s*(?:余|多)?(?:{_ANY_UNIT})")
+
+
+def _stated_span(stated: str, sentence: str) -> tuple[int, int]:
+    """Where in ``sentence`` the figure asked about a figure the question states can be: from the clause
+    holding it to the end of its part (the next semicolon): "下调或减收822户贷款利息；" holds no amount
+    saved on those 822户, whatever the sentence says of others. The whole sentence when the question
+    states no figure it holds."""
+    for m in _STATED.finditer(stated):
+        if re.search(r"\d", m[0]) and m[0] in sentence:
+            at = sentence.find(m[0])
+            start = max(sentence.rfind(mark, 0, at) for mark in "，,；;。") + 1
+            ends = [e for e in (sentence.find(mark, at) for mark in "；;。") if e >= 0]
+            return start, min(ends, default=len(sentence))
+    return 0, len(sentence)
+
+
+def _clause_before(sentence: str, at: int) -> str:
+    """The clause of ``sentence`` (from the last comma or semicolon) up to position ``at``."""
+    return re.split(r"[，,；;。]", sentence[:at])[-1]
 
 
 _COMPARES = re.compile(
@@ -823,9 +954,11 @@ def group_named(word: str, question: str) -> bool:
 
 def _asked_count(question: str) -> int:
     """How many members ``question`` asks for ("哪两个平台": 2), 0 when it does not say."""
-    found = re.search(rf"哪([{_COUNT}]+)", question)
+    found = re.search(rf"哪([{_COUNT}]+|\d+)", question)
     if not found:
         return 0
+    if found[1].isdigit():
+        return int(found[1])
     digits = [_CHINESE_DIGITS[c] for c in found[1]]
     return digits[0] if len(digits) == 1 else (digits[0] * 10 if digits[-1] == 10 else 10 + digits[-1])
 
@@ -835,13 +968,21 @@ def members_listed(word: str, question: str, texts: Sequence[str], words: Sequen
     ``_LISTS_AFTER``), in its clause, in the items that follow it, or as many items as ``question`` asks
     for anywhere in its sentence."""
     count = _asked_count(question)
+    # a quoted name counting its members itself (“三位一体”) is spelled out beside the name, not by any list
+    quoted = word in re.findall(r"[“「]([^”」]{2,20})[”」]", question) and bool(
+        re.search(rf"[\d{_COUNT}双]", word)
+    )
     item = re.compile(rf"{re.escape(word)}[”》」’]?、|、[“《「‘]?{re.escape(word)}")  # a list it is in
     for text in texts:
         parts = [m[0] for m in sentences(text) if m[0].strip()]
         for at, part in enumerate(parts):
             clauses = re.split(r"[，,；;。]", part)
-            about = not words or any(w in part for w in [word, *words])  # a sentence of the question's
-            if count and about and any(c.count("、") + 1 == count and not item.search(c) for c in clauses):
+            # a sentence of the question's; of the group itself when its quoted name counts its members
+            # (two items are any "A、B" of a sentence: of the group's own sentence too)
+            about = (
+                word in part if quoted or count < 3 else not words or any(w in part for w in [word, *words])
+            )
+            if count and about and any(_items(c) == count and not item.search(c) for c in clauses):
                 return True
             start = part.find(word)
             if start < 0:
@@ -857,7 +998,24 @@ def members_listed(word: str, question: str, texts: Sequence[str], words: Sequen
                 if _LISTS_AFTER.match(part[end:]) or "、" in before or ("、" in after and not sibling):
                     return True
                 start = part.find(word, start + 1)
+        if spelled_apart(word, text):
+            return True
     return False
+
+
+def _items(clause: str) -> int:
+    """How many items ``clause`` lists: "A、B、C" three, "A台账和B台账" two, else one."""
+    if "、" in clause:
+        return clause.count("、") + 1
+    return 2 if re.search(r"[和及与]", clause) else 1
+
+
+def spelled_apart(word: str, text: str) -> bool:
+    """Whether ``text`` names the members of the group ``word`` as quoted terms of their own, each holding a
+    character of its name (“红黄蓝” as “蓝牌”, “黄牌”, “红牌”); counts (三, 双) are no such character."""
+    own = set(_CJK.findall(word)) - set(_COUNT + "一双百千万")
+    terms = {t for t in re.findall(r"[“「]([^”」]{1,12})[”」]", text) if t != word and own & set(t)}
+    return len(terms) >= 2
 
 
 @dataclass(frozen=True)
@@ -901,6 +1059,10 @@ def sentences_about(words: Sequence[str], texts: Iterable[str], every: bool = Fa
     return first, found
 
 
+# Kinds given by a passage spelling out a named group beside its name (``members_listed``).
+_SPELLED_OUT = frozenset(["具体名单", "具体含义"])
+
+
 def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> MissingDetail | None:
     """The detail ``question`` asks for when the passages ``texts`` (best first) do not give it, or None.
 
@@ -917,10 +1079,12 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
         return MissingDetail(_named(word, words, near) if near else "", kind)
     if not near:
         return None
-    if kind == "具体名单":
+    if kind in _SPELLED_OUT:
         listed = not group_named(word, question) or members_listed(word, question, texts, words)
         return None if listed else MissingDetail(_named(word, words, near), kind)
-    own = sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
+    # when a name (天海集团) did something is told in the sentences naming it, not by another's date
+    named = kind == "具体日期" and general_idf(word) >= NAME_IDF
+    own = [] if named else sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
     if _gives(kind, question, [*near, *own]):
         return None
     return MissingDetail((kind == "具体数字" and holder(question)) or _named(word, words, near), kind)
@@ -932,7 +1096,7 @@ def _gives(kind: str, question: str, parts: Iterable[str]) -> bool:
 
 # Kinds a single passage cannot be checked for alone: members are judged over the passages together, and
 # advice is never given.
-_NOT_BY_PASSAGE = frozenset(["具体名单", "个人建议"])
+_NOT_BY_PASSAGE = frozenset(["具体名单", "具体含义", "个人建议"])
 
 
 def gives_detail(question: str, text: str, words: Sequence[str]) -> bool | None:
@@ -975,11 +1139,13 @@ class Gaps:
     """What the knowledge base lacks for one question, found once and passed to the answer path:
     ``topics`` are the terms of art it names that no document mentions (``Retriever.uncovered_topics``),
     ``subject`` its subject word no document uses (``uncovered_subject``), ``words`` its subject words,
-    most specific first (``unmet_detail`` looks for the sentences about them)."""
+    most specific first (``unmet_detail`` looks for the sentences about them), ``everyday`` how near it is
+    to everyday life (``Retriever.everyday``; 0 when not measured)."""
 
     topics: tuple[str, ...] = ()
     subject: Subject | None = None
     words: tuple[str, ...] = ()
+    everyday: float = 0.0
 
 
 NO_GAPS = Gaps()  # a question the knowledge base lacks nothing for

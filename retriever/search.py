@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from .answerability import Gaps, Subject
 
 CANDIDATES = 100
+EVERYDAY_FILE = "everyday.txt"  # in zhiwen.core's data: everyday questions no work report answers
 VERBATIM_SHARE = 0.5  # a passage repeating this share of the question's characters in one run ...
 VERBATIM_MIN_CHARS = 6  # ... and at least this many, gets the verbatim fusion's bonus
 _NOT_LETTERS = re.compile(r"[\W_]")
@@ -65,6 +68,8 @@ class Retriever:
         self._stamp: Any = None  # ``live_stamp`` when ``_gen`` was opened
         self._pinned = threading.local()
         self._reranker = None
+        self._everyday: np.ndarray | None = None
+        self._everyday_lock = threading.Lock()
 
     @property
     def generation(self) -> Generation | MilvusGeneration:
@@ -170,9 +175,20 @@ class Retriever:
         subject words for the detail check (see ``answerability.Gaps``)."""
         from .answerability import Gaps, subjects
 
+        english = understand(question).english
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
-        words = tuple(s.word for s in subjects(question, glossary, understand(question).english))
-        return Gaps(tuple(self.uncovered_topics(question)), self.uncovered_subject(question), words)
+        words = tuple(s.word for s in subjects(question, glossary, english))
+        everyday = 0.0 if english else self.everyday(question)
+        return Gaps(tuple(self.uncovered_topics(question)), self.uncovered_subject(question), words, everyday)
+
+    def everyday(self, question: str) -> float:
+        """How near ``question`` is to everyday life: its highest cosine to the everyday questions of
+        ``core/data/everyday.txt`` (see ``answer.EVERYDAY_MARGIN``). Those are embedded once, at the first
+        question that needs them; the question's own vector is the one its search used."""
+        with self._everyday_lock:
+            if self._everyday is None:
+                self._everyday = self.embedder.encode_queries(everyday_questions())
+        return float(np.max(self._everyday @ self.embedder.encode_query(question)))
 
     def search(
         self,
@@ -310,3 +326,10 @@ def _is_near_duplicate(text: str, seen: list[set[str]], threshold: float = 0.9) 
             return True
     seen.append(grams)
     return False
+
+
+@cache
+def everyday_questions() -> list[str]:
+    """The everyday questions of ``core/data/everyday.txt`` (lines not starting with #)."""
+    text = (resources.files("zhiwen.core") / "data" / EVERYDAY_FILE).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
