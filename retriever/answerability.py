@@ -1071,14 +1071,21 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     passage about any of them; when no sentence of the best passage names one, anywhere in it (a
     paraphrase names its subject in other words: 刚脱贫的农户 for 脱贫人口). A figure elsewhere in the best
     passage is a figure of something else ("个人汽车贷款余额" does not say how much 消费券 were issued).
-    Nothing is judged when the question asks for no detail or no sentence holds a subject word.
+    When no sentence holds a subject word (a paraphrase throughout), any sentence of the passages may give
+    it, and the question is refused only when none does ("2023年定的贷款增长目标是多少" over the 2023
+    paragraph, which sets no figure). Nothing is judged when the question asks for no detail or has no
+    subject words.
     """
     kind = asked_detail(question)
     word, near = sentences_about(words, texts) if kind else ("", [])
     if kind == "个人建议" and words:  # given nowhere, whichever passages came back
         return MissingDetail(_named(word, words, near) if near else "", kind)
     if not near:
-        return None
+        # no sentence names a subject word (a paraphrase): a passage must give the detail somewhere
+        every = [m[0] for text in texts for m in sentences(text)]
+        if not kind or not words or kind in _SPELLED_OUT or _gives(kind, question, every):
+            return None
+        return MissingDetail(holder(question) if kind == "具体数字" else "", kind)
     if kind in _SPELLED_OUT:
         listed = not group_named(word, question) or members_listed(word, question, texts, words)
         return None if listed else MissingDetail(_named(word, words, near), kind)

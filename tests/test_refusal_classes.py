@@ -340,6 +340,14 @@ def test_a_part_of_a_stated_total_is_given_only_beside_the_part_and_in_the_total
     )
 
 
+def test_a_detail_asked_in_other_words_than_the_passages_is_looked_for_in_all_their_sentences():
+    plan = ["2023年，党组将坚持学深悟透和学以致用，持续提升政治能力和履职能力。"]
+    question = "2023年给辖区定的贷款增长目标是多少？"
+    assert unmet_detail(question, plan, ("辖区", "目标")) == MissingDetail("", "具体数字")
+    assert unmet_detail(question, [*plan, "力争全年新增贷款100亿元。"], ("辖区", "目标")) is None
+    assert unmet_detail("缴费比例是多少？", plan, ()) is None, "no subject words: nothing to judge"
+
+
 def test_more_shapes_of_which_one_and_of_standards():
     assert asked_detail("城商行改革涉及的是哪家城商行？") == "具体名称"
     assert asked_detail("参与评级的第三方机构是哪家？") == "具体名称"
