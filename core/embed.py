@@ -125,7 +125,14 @@ class Embedder:
 
         New vectors are stored batch by batch, so an interrupted run keeps the work already done.
         """
-        prompted = [self.settings.passage_prompt + t for t in texts]
+        return self._encode_cached([self.settings.passage_prompt + t for t in texts], progress)
+
+    def encode_fixed_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for queries that do not change between runs (``Retriever.everyday``'s), shape
+        ``(len(texts), dim)``, kept in the embedding cache like passages."""
+        return self._encode_cached([self.settings.query_prompt + t for t in texts])
+
+    def _encode_cached(self, prompted: list[str], progress: bool = False) -> np.ndarray:
         keys = [sha256_text(p) for p in prompted]  # the prompt is part of the key
         known = self.cache.get_many(self.model_id, list(dict.fromkeys(keys)))
         missing = {key: text for key, text in zip(keys, prompted, strict=True) if key not in known}

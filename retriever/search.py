@@ -183,11 +183,12 @@ class Retriever:
 
     def everyday(self, question: str) -> float:
         """How near ``question`` is to everyday life: its highest cosine to the everyday questions of
-        ``core/data/everyday.txt`` (see ``answer.EVERYDAY_MARGIN``). Those are embedded once, at the first
-        question that needs them; the question's own vector is the one its search used."""
+        ``core/data/everyday.txt`` (see ``answer.EVERYDAY_MARGIN``). Those are embedded once (then read from
+        the embedding cache), at the first question that needs them; the question's own vector is the one
+        its search used."""
         with self._everyday_lock:
             if self._everyday is None:
-                self._everyday = self.embedder.encode_queries(everyday_questions())
+                self._everyday = self.embedder.encode_fixed_queries(everyday_questions())
         return float(np.max(self._everyday @ self.embedder.encode_query(question)))
 
     def search(

@@ -159,3 +159,15 @@ def test_onnx_encoders_agree_with_the_torch_reference(embedder):
     want = reference.encode_queries(PASSAGES)
     np.testing.assert_allclose(fp32.encode_queries(PASSAGES), want, atol=1e-4)
     assert (embedder.encode_queries(PASSAGES) * want).sum(axis=1).min() > 0.98
+
+
+@pytest.mark.slow
+def test_fixed_queries_are_query_vectors_kept_in_the_cache(embedder):
+    questions = ["感冒咳嗽吃什么药好得快？", "明天会不会下雪？"]
+    first = embedder.encode_fixed_queries(questions)
+    np.testing.assert_allclose(first, embedder.encode_queries(questions), atol=1e-5)
+    before = embedder.embedded_count
+    np.testing.assert_array_equal(embedder.encode_fixed_queries(questions), first)
+    assert embedder.embedded_count == before, "read from the cache"
+    # the query prompt is part of the key: the same text as a passage is another vector
+    assert not np.allclose(embedder.encode_passages(questions[:1])[0], first[0])
