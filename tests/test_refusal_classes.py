@@ -13,6 +13,7 @@ from zhiwen.retriever.answer import EVERYDAY_MARGIN, Evidence, Scope, ask
 from zhiwen.retriever.answerability import (
     MissingDetail,
     asked_detail,
+    asked_units,
     breakdown,
     detail_given,
     foreign_modifier,
@@ -356,6 +357,10 @@ def test_more_shapes_of_which_one_and_of_standards():
     assert asked_detail("创建五星级党支部要达到哪些评定标准？") == "申请条件或标准"
     assert asked_detail("元昊新材料这家公司主要是做什么产品的？") == "主营业务"
     assert asked_detail("“双送双问”帮扶活动是做什么的？") != "主营业务", "an activity has no trade"
+    # a count comes in its own unit: 篇 is not answered by "*月以来"
+    assert not detail_given("具体数字", "一共形成了多少篇调研报告？", "*月以来，班子成员先后到各区县调研。")
+    assert detail_given("具体数字", "形成了多少篇心得体会？", "形成心得体会**余篇。")
+    assert asked_units("达到退休年龄的人员，计发基数是多少？") == "", "an age named, not asked"
     for advice in ["现在三年期定期存款哪家银行利息最高？", "装修贷和信用消费贷哪个利息低？"]:
         assert asked_detail(advice) == "个人建议", advice
 
