@@ -6,6 +6,7 @@ from zhiwen.core.types import Hit, Refusal
 from zhiwen.retriever.answer import SUBJECT_MARGIN, evidence, extractive_answer, near_miss
 from zhiwen.retriever.answerability import (
     Gaps,
+    MissingDetail,
     abbreviated,
     abbreviations,
     asked_detail,
@@ -154,9 +155,11 @@ def test_a_detail_the_sentences_about_the_subject_lack_is_unmet():
     # the headline sentence brings the next one, which holds the figures
     question = "普惠金融共享平台上有多少家银行？"
     assert unmet_detail(question, REPORT, words(question)) is None
-    # a paraphrase whose subject no sentence names is not judged
+    # a paraphrase whose subject no sentence names is answered by any sentence giving the detail ...
     question = "那个小企业融资网站有多少家银行？"
-    assert unmet_detail(question, REPORT[1:], ["网站"]) is None
+    assert unmet_detail(question, REPORT, ["网站"]) is None
+    # ... and refused when none does (**项 and *.*亿元 are no count of banks)
+    assert unmet_detail(question, REPORT[1:], ["网站"]) == MissingDetail("", "具体数字")
 
 
 def test_a_detail_refusal_names_the_subject_and_the_detail():
