@@ -423,6 +423,7 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:多少|几)(?:年|个月|天|日|小时|周)|多长时间"), "年|个月|月|天|日|小时|周|个?工作日"),
     (re.compile(r"(?:多少|几)(?:项|条)"), "项|条"),
     (re.compile(r"(?:多少|几)(?:篇|份|本|部)"), "篇|份|本|部"),
+    (re.compile(r"多少(?:美元|欧元|日元|港币|港元|英镑)"), "美元|欧元|日元|港币|港元|英镑"),
     (re.compile(r"(?:多少|几)(?:场|次)"), "场|次"),
     (re.compile(r"多少岁|几岁|(?:年龄|岁数)[^，。？?]{0,4}(?:多少|多大|几)"), "岁|周岁"),
     (re.compile(r"(?:多少|几)(?:座|所|处)"), "座|所|处"),
@@ -436,7 +437,7 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     "个人建议": re.compile(
         r"划算|划不划算|值不值|该不该|哪个好|哪种好|选哪|买哪|该买|合适吗|(?:买|选|投|存)[^，。？?]{0,8}(?:比较|更)好"
         # where prices go, what to buy, which is cheaper or best for the asker
-        r"|涨还是跌|会涨吗|会跌吗|推荐几|推荐一下|还保值|保值吗|哪个[^，。？?]{0,4}更(?:低|高|便宜|省钱)|最合适"
+        r"|涨还是跌|会涨吗|会跌吗|推荐几|推荐一下|有没有[^，。？?]{0,10}推荐|推荐[^，。？?]{0,4}吗|还保值|保值吗|哪个[^，。？?]{0,4}更(?:低|高|便宜|省钱)|最合适"
         # which bank or product pays or costs the asker most: "哪家银行利息最高", "装修贷和消费贷哪个利息低"
         r"|哪(?:家|个|种|只)[^，。？?]{0,12}(?:利息|利率|收益率?|费率|价格|手续费|年化)[^，。？?]{0,3}(?:最|更)?"
         r"(?:高|低|便宜|贵)"
@@ -458,6 +459,8 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"在(?:哪[里儿个]?|什么地方|何处)(?:场馆|会场|地方|城市)?(?:开|办|举办|召开|举行)|(?:举办|召开|举行)(?:地点|场地)|"
         r"(?:地点|场馆|会场)(?:在|是)|设在哪"
     ),
+    # Which cities or counties did something: answered only by places named (围场县, *县), not by 各市.
+    "具体地方": re.compile(r"哪(?:几|些)?个?(?:市|县|区|省|城市|县区|地市)(?![场委级长])"),
     # Who held a post or spoke: answered only by a person named (or anonymised: **市长), not by the post.
     "人员姓名": re.compile(
         r"(?:组长|负责人|主持人|市长|书记|局长|行长|领导|专家|老师|讲师)[^，。？?]{0,4}(?:是谁|姓什么|叫什么名字)"
@@ -487,12 +490,13 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         r"|(?:评定|评选|考核|验收|评价)标准"
     ),
     "办理流程": re.compile(
-        r"什么流程|哪些流程|流程是什么|办理流程|申请流程|什么手续|哪些手续|"
+        r"什么流程|哪些流程|流程是什么|办理流程|申请流程|什么手续|哪些手续|(?:什么|哪些)渠道(?:预约|申请|报名|办理)|怎么预约|如何预约|"
+        r"在哪(?:里|儿)?(?:可以|能)?(?:预约|报名|申请|领取|领到|领)|去哪(?:里|儿)?(?:预约|报名|申请|领取|领)|"
         r"(?:准备|提交|提供|带|交)(?:什么|哪些)(?:相关)?材料"  # not "警示教育用了哪些材料": teaching material
     ),
     # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
     "具体名称": re.compile(
-        r"(?:哪(?:一|几)?(?:家|个|所)|(?:都|分别|具体)是哪些)[\u4e00-\u9fff]{0,4}?"
+        r"(?:哪(?:一|几)?(?:家|个|所)|(?:都|分别|具体)[是有]哪些)[\u4e00-\u9fff]{0,4}?"
         r"(?P<kind>银行|城商行|农商行|法院|交易所|医院|大学|保险公司|部门|机构|单位)"
         r"|(?P<after>银行|城商行|农商行|法院|交易所|医院|大学|保险公司|部门|机构|单位)(?:具体|都|分别)?"
         r"是哪(?![两二三四五六七八九十])(?:一|几|些)?(?:家|个|所)?"
@@ -504,6 +508,7 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     "具体名单": re.compile(
         r"分别(?:是|指|为|有|叫)|都(?:是|有)哪些|具体(?:指|包括|是)哪些"
         r"|哪(?:[两二三四五六七八九十]+|\d+)(?:个|家|方|项|类|种|条|大|位|批|件|所)?|是哪几|哪几家"
+        r"|(?:具体)?规定了哪些|有哪些(?:具体)?(?:内容|条款)"
     ),
     # What a named group or a quoted name stands for ("“双送”指的是送什么", "“浦江经验”讲的是什么经验"):
     # answered, as its members are, only where a passage spells it out beside the name.
@@ -581,6 +586,18 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         )
     if kind == "举办地点" and places(clause):
         return True
+    if kind == "具体地方":  # 围场县, *县; not 全市, 各市 or 中原 (a region, not a city)
+        named = [w for w, _ in domain_tagger().cut(clause) if len(w) > 1 and w.endswith(("市", "县", "区"))]
+        # a place as part of a body's name (中原再担保) names no place where something was done
+        bodies = r"再担保|银行|农商|集团|公司|证监|银保监|监管"
+        placed = [p for p in places(clause) if not re.match(bodies, clause[clause.find(p) + len(p) :])]
+        named += placed
+        where = re.search(
+            r"在(?![全各本我该])[\u4e00-\u9fff*、]{2,12}?(?:开展|先行|设立|试点|建设|推广)", clause
+        )
+        return bool(where or re.search(r"[*]+[市县区]", clause)) or any(
+            not w.startswith(_SCOPES) for w in named
+        )
     if kind == "具体名字":  # the name in the clause of the thing named ("开展“双送双问”帮扶活动")
         thing = DETAILS[kind].search(question)["thing"]
         clauses = [c for c in re.split(r"[，,；;。]", clause) if thing and thing in c] or [clause]
@@ -679,8 +696,12 @@ def _stated_span(stated: str, sentence: str) -> tuple[int, int]:
     saved on those 822户, whatever the sentence says of others. The whole sentence when the question
     states no figure it holds."""
     for m in _STATED.finditer(stated):
-        if re.search(r"\d", m[0]) and m[0] in sentence:
-            at = sentence.find(m[0])
+        number = re.match(r"[\d.,，]+", m[0])
+        written = number and re.search(
+            re.escape(number[0]) + r"\s*" + re.escape(m[0][number.end() :].strip()), sentence
+        )
+        if written:  # "444.86亿元" is written "444.86 亿元" too
+            at = written.start()
             start = max(sentence.rfind(mark, 0, at) for mark in "，,；;。") + 1
             ends = [e for e in (sentence.find(mark, at) for mark in "；;。") if e >= 0]
             return start, min(ends, default=len(sentence))
@@ -759,6 +780,10 @@ _FILLER = frozenset(
         "有",
         "目前",
         "现在",
+        "还",
+        "还有",
+        "仍",
+        "尚",
         "大概",
         "大约",
         "约",
@@ -997,8 +1022,9 @@ def members_listed(word: str, question: str, texts: Sequence[str], words: Sequen
                 end = start + len(word)
                 before = re.split(r"[，,；;。]", part[:start])[-1]
                 after = re.split(r"[，,；;。]", part[end:])[0]
-                sibling = re.match(r"^[”》」’]?、", after)
-                if _LISTS_AFTER.match(part[end:]) or "、" in before or ("、" in after and not sibling):
+                # an item of a list ("推介“三个一批”、“双20”、灾后重建") is not a group with its members
+                an_item = re.match(r"^[”》」’]?、", after) or re.search(r"、[“《「‘]?$", before)
+                if _LISTS_AFTER.match(part[end:]) or ("、" in before and not an_item):
                     return True
                 start = part.find(word, start + 1)
         if spelled_apart(word, text):
@@ -1081,7 +1107,7 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     """
     kind = asked_detail(question)
     word, near = sentences_about(words, texts) if kind else ("", [])
-    if kind == "个人建议" and words:  # given nowhere, whichever passages came back
+    if kind == "个人建议":  # given nowhere, whichever passages came back
         return MissingDetail(_named(word, words, near) if near else "", kind)
     if not near:
         # no sentence names a subject word (a paraphrase): a passage must give the detail somewhere
@@ -1093,7 +1119,8 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
         listed = not group_named(word, question) or members_listed(word, question, texts, words)
         return None if listed else MissingDetail(_named(word, words, near), kind)
     # when a name (天海集团) did something is told in the sentences naming it, not by another's date
-    named = kind == "具体日期" and general_idf(word) >= NAME_IDF
+    # and a figure the question states (444.86亿元) anchors it to the sentences giving that figure
+    named = (kind == "具体日期" and general_idf(word) >= NAME_IDF) or word.isdigit()
     own = [] if named else sentences_about(words, texts[:1], every=True)[1] or list(texts[:1])
     if _gives(kind, question, [*near, *own]):
         return None

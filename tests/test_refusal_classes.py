@@ -349,6 +349,26 @@ def test_a_detail_asked_in_other_words_than_the_passages_is_looked_for_in_all_th
     assert unmet_detail("缴费比例是多少？", plan, ()) is None, "no subject words: nothing to judge"
 
 
+def test_which_places_an_item_of_a_list_and_a_stated_figure_written_apart():
+    cities = "目前已经有哪几个市成立了融资担保集团？"
+    assert asked_detail(cities) == "具体地方"
+    assert not detail_given("具体地方", cities, "鼓励各市成立融资担保集团，提高融资增信能力。")
+    assert not detail_given("具体地方", cities, "加快中原再担保**融资担保公司的设立。"), "a body's name"
+    assert detail_given(
+        "具体地方", "绿色金融试点放在哪个县？", "大力发展绿色金融，在围场开展绿色金融试点工作"
+    )
+    # a name that is an item of a list has no members beside it
+    listed = ["向金融机构推介“三个一批”、“双20”、灾后重建等重点项目融资需求。"]
+    assert unmet_detail("“双20”项目指的是什么？", listed, ("双20",)) == MissingDetail("双20", "具体含义")
+    # "444.86 亿元" is the figure the question states as "444.86亿元": its growth is not the city's
+    sentence = "全市贷款余额785.03亿元，同比增长13.84%；企业贷款余额444.86 亿元。"
+    assert not detail_given("具体数字", "企业贷款余额444.86亿元比去年同期增长了百分之几？", sentence)
+    assert asked_detail("民营企业想找金融顾问，应该通过什么渠道预约？") == "办理流程"
+    assert asked_detail("车主可通过哪些渠道咨询投诉？") != "办理流程", "where to complain, not steps"
+    assert asked_detail("附近有没有靠谱的托育机构推荐？") == "个人建议"
+    assert asked_units("一万块人民币能换多少美元？") != ""
+
+
 def test_more_shapes_of_which_one_and_of_standards():
     assert asked_detail("城商行改革涉及的是哪家城商行？") == "具体名称"
     assert asked_detail("参与评级的第三方机构是哪家？") == "具体名称"
@@ -430,7 +450,12 @@ def final(question: str, retriever: Retriever) -> Answer:
         ("哪家银行的定期存款利息最高？", "detail", "利息：个人建议"),
         ("天海集团打算什么时候上市？", "detail", "天海：具体日期"),  # 海昌智能's date is not its
         ("城商行改革化险涉及的是哪家城商行？", "detail", "化险：具体名称"),
-        ("高血压病人平时吃饭要注意什么？", "everyday", None),  # nearer to everyday life than to any report
+        ("高血压病人平时吃饭要注意什么？", "everyday", None),
+        (
+            "全市不良贷款余额现在还有多少亿元？",
+            "detail",
+            "不良贷款余额：具体数字",
+        ),  # 双降, no figure  # nearer to everyday life than to any report
     ],
 )
 def test_each_class_of_unanswerable_question_is_refused_by_its_rule(retriever, question, rule, detail):
