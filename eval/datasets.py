@@ -70,8 +70,11 @@ REFUSAL9_PATH = REPO / "eval" / "data" / "refusal9.jsonl"
 REFUSAL10_PATH = REPO / "eval" / "data" / "refusal10.jsonl"
 # An eleventh, written blind by a ninth author from the reports alone (the same instructions as refusal10)
 # while refusal10 was being tuned on: measured once when the everyday rule and the new detail kinds were
-# final, never tuned on.
+# final, then tuned on.
 REFUSAL11_PATH = REPO / "eval" / "data" / "refusal11.jsonl"
+# A twelfth, written blind by a tenth author from the reports alone (the same instructions) while refusal11
+# was being tuned on: measured once when every rule of this round was final, never tuned on.
+REFUSAL12_PATH = REPO / "eval" / "data" / "refusal12.jsonl"
 LEVELS = ("span", "answer", "document")
 MIN_OVERLAP = 0.5
 
@@ -365,6 +368,7 @@ LOCAL = {
     "refusal9": REFUSAL9_PATH,
     "refusal10": REFUSAL10_PATH,
     "refusal11": REFUSAL11_PATH,
+    "refusal12": REFUSAL12_PATH,
 }
 DATASETS = ("golden", *LOCAL, *EXTERNAL)
 
@@ -376,7 +380,7 @@ def load_dataset(
     seed: int = 0,
     evaldata: Path | None = None,
 ) -> Dataset:
-    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal11`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
+    """A named set: ``golden``, ``holdout``, ``refusal`` to ``refusal12`` (see ``REFUSAL_PATH``), or an external dev set under ``evaldata`` (see ``default_evaldata``).
 
     ``max_docs`` as in ``load_common``; ``None`` takes the set's default (the whole corpus, except
     ``stard``: 15,000 articles, the cited laws in full plus random articles) and ``0`` forces the whole

@@ -470,6 +470,7 @@ def test_external_set_end_to_end_on_a_subset(tmp_path):
         ("refusal9", 122, 296),
         ("refusal10", 129, 313),
         ("refusal11", 130, 335),
+        ("refusal12", 106, 263),
     ],
 )
 def test_the_blind_refusal_sets_load_with_their_categories(name: str, negatives: int, questions: int):
