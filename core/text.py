@@ -39,3 +39,12 @@ def char_bigrams(text: str) -> set[str]:
 def sha256_text(text: str) -> str:
     """The hex sha256 of ``text``'s UTF-8 bytes: content hashes and embedding-cache keys."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_ASCII_QUOTED = re.compile(r'"([^"\n]*[\u4e00-\u9fff][^"\n]*)"')
+
+
+def curly_quotes(text: str) -> str:
+    """``text`` with Chinese words in ASCII double quotes ("浦江经验") quoted as the reports quote them
+    (“浦江经验”): a question quotes a name the same way whichever keyboard typed it."""
+    return _ASCII_QUOTED.sub(r"“\1”", text)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zhiwen.core.index import Generation
 from zhiwen.core.settings import Settings
-from zhiwen.core.text import sentences
+from zhiwen.core.text import curly_quotes, sentences
 from zhiwen.core.types import Answer, AnswerEvent, FinalAnswer, Hit, Refusal, TextDelta
 from zhiwen.core.vocab import issuer_mentions, issuer_names, years_named
 
@@ -195,6 +195,7 @@ DETAIL_PASSAGES = 3
 
 def evidence(question: str, hits: Sequence[Hit], gaps: Gaps = NO_GAPS) -> Evidence:
     """The ``Evidence`` for ``question`` and what the knowledge base lacks for it (``Retriever.gaps``)."""
+    question = curly_quotes(question)
     scope = Scope.of(question)
     in_scope = [h for h in hits if scope.admits(h)]
     best = max((relevance(h) for h in in_scope), default=0.0)

@@ -21,7 +21,7 @@ from zhiwen.core.embed import Embedder
 from zhiwen.core.index import Generation, index_signature, live_stamp, open_live
 from zhiwen.core.milvus import MilvusGeneration
 from zhiwen.core.settings import Settings
-from zhiwen.core.text import char_bigrams
+from zhiwen.core.text import char_bigrams, curly_quotes
 from zhiwen.core.tokenize import tokenize
 from zhiwen.core.types import Hit
 from zhiwen.core.vocab import FILTER_KEYS, STRATEGIES
@@ -175,6 +175,7 @@ class Retriever:
         subject words for the detail check (see ``answerability.Gaps``)."""
         from .answerability import Gaps, subjects
 
+        question = curly_quotes(question)
         english = understand(question).english
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
         words = tuple(s.word for s in subjects(question, glossary, english))

@@ -6,11 +6,13 @@ person, a name, a part of a stated total, and everyday questions. Each class has
 from __future__ import annotations
 
 import pytest
+from zhiwen.core.text import curly_quotes
 from zhiwen.core.types import Answer, FinalAnswer, Hit
 from zhiwen.core.vocab import issuers_named, without_issuers
 from zhiwen.retriever import Retriever
-from zhiwen.retriever.answer import EVERYDAY_MARGIN, Evidence, Scope, ask
+from zhiwen.retriever.answer import EVERYDAY_MARGIN, Evidence, Scope, ask, evidence
 from zhiwen.retriever.answerability import (
+    Gaps,
     MissingDetail,
     asked_detail,
     asked_units,
@@ -367,6 +369,16 @@ def test_which_places_an_item_of_a_list_and_a_stated_figure_written_apart():
     assert asked_detail("车主可通过哪些渠道咨询投诉？") != "办理流程", "where to complain, not steps"
     assert asked_detail("附近有没有靠谱的托育机构推荐？") == "个人建议"
     assert asked_units("一万块人民币能换多少美元？") != ""
+
+
+def test_a_name_in_ascii_quotes_is_quoted_as_the_reports_quote_it():
+    assert curly_quotes('"浦江经验"具体讲的是什么经验？') == "“浦江经验”具体讲的是什么经验？"
+    assert curly_quotes('What is the "NPL" ratio?') == 'What is the "NPL" ratio?', "English stays as typed"
+    named = ["深入学习“浦江经验”“千万工程”等经验案例。"]
+    words = ("浦江经验",)
+    assert evidence('"浦江经验"指的是什么？', [hit(named[0])], Gaps(words=words)).unmet == MissingDetail(
+        "浦江经验", "具体含义"
+    )
 
 
 def test_more_shapes_of_which_one_and_of_standards():
