@@ -300,7 +300,29 @@ def covered(subject: Subject, contexts: Contexts, glossary: Glossary) -> bool:
     ``contexts(term)`` gives the knowledge base's passages (and titles) containing ``term`` verbatim.
     """
     names = [subject.word, *glossary.aliases(subject.word)]
-    return any(subject.quoted or covers(passage, name) for name in names for passage in contexts(name))
+    if any(subject.quoted or covers(passage, name) for name in names for passage in contexts(name)):
+        return True
+    return split_apart(subject.word, contexts)
+
+
+def split_apart(word: str, contexts: Contexts) -> bool:
+    """Whether the knowledge base writes the two-word compound ``word`` with a modifier inserted between
+    its words (专项资金 as 专项信贷资金): both words of two characters or more, at most two characters
+    between them, nouns throughout ("专项信贷资金", not "专项用于资金")."""
+    tok = general_tokenizer()
+    parts = [p for p in tok.cut(word, HMM=False) if p.strip()]
+    if len(parts) == 1:  # a dictionary word of its own (专项资金): its two halves
+        halves = [p for p in tok.cut_for_search(word, HMM=False) if p != word and len(p) > 1]
+        parts = halves if "".join(halves) == word else parts
+    if len(parts) != 2 or min(len(p) for p in parts) < 2:
+        return False
+    head, tail = parts
+    split = re.compile(rf"{re.escape(head)}[\u4e00-\u9fff]{{1,2}}{re.escape(tail)}")
+    for passage in contexts(head):
+        for found in split.finditer(passage):
+            if covers(passage, found[0]) and all(noun for _, noun in joined_words(found[0])):
+                return True
+    return False
 
 
 def measured(question: str, found: Sequence[Subject]) -> Subject | None:

@@ -24,7 +24,9 @@ from zhiwen.retriever.answerability import (
     measured,
     names_of,
     places,
+    split_apart,
     subjects,
+    uncovered_subject,
     unmet_detail,
 )
 from zhiwen.retriever.topics import load_glossary
@@ -379,6 +381,15 @@ def test_a_name_in_ascii_quotes_is_quoted_as_the_reports_quote_it():
     assert evidence('"浦江经验"指的是什么？', [hit(named[0])], Gaps(words=words)).unmet == MissingDetail(
         "浦江经验", "具体含义"
     )
+
+
+def test_a_compound_written_with_a_modifier_inside_is_covered():
+    kb = ["鼓励银行业金融机构设立促进消费专项信贷资金。", "推动供应链上的金融服务，支持房地产开发税收管理。"]
+    found = lambda term: [p for p in kb if term in p]
+    assert split_apart("专项资金", found)
+    assert not split_apart("供应链金融", found), "上的 is no modifier of the compound"
+    assert not split_apart("房地产税", found), "a one-character word is no half"
+    assert uncovered_subject("鼓励银行设立什么专项资金来促消费？", found, load_glossary()) is None
 
 
 def test_more_shapes_of_which_one_and_of_standards():
