@@ -302,10 +302,10 @@ def covered(subject: Subject, contexts: Contexts, glossary: Glossary) -> bool:
     names = [subject.word, *glossary.aliases(subject.word)]
     if any(subject.quoted or covers(passage, name) for name in names for passage in contexts(name)):
         return True
-    return split_apart(subject.word, contexts)
+    return written_with_insert(subject.word, contexts)
 
 
-def split_apart(word: str, contexts: Contexts) -> bool:
+def written_with_insert(word: str, contexts: Contexts) -> bool:
     """Whether the knowledge base writes the two-word compound ``word`` with a modifier inserted between
     its words (专项资金 as 专项信贷资金): both words of two characters or more, at most two characters
     between them, nouns throughout ("专项信贷资金", not "专项用于资金")."""
@@ -608,18 +608,8 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         )
     if kind == "举办地点" and places(clause):
         return True
-    if kind == "具体地方":  # 围场县, *县; not 全市, 各市 or 中原 (a region, not a city)
-        named = [w for w, _ in domain_tagger().cut(clause) if len(w) > 1 and w.endswith(("市", "县", "区"))]
-        # a place as part of a body's name (中原再担保) names no place where something was done
-        bodies = r"再担保|银行|农商|集团|公司|证监|银保监|监管"
-        placed = [p for p in places(clause) if not re.match(bodies, clause[clause.find(p) + len(p) :])]
-        named += placed
-        where = re.search(
-            r"在(?![全各本我该])[\u4e00-\u9fff*、]{2,12}?(?:开展|先行|设立|试点|建设|推广)", clause
-        )
-        return bool(where or re.search(r"[*]+[市县区]", clause)) or any(
-            not w.startswith(_SCOPES) for w in named
-        )
+    if kind == "具体地方":
+        return cities_named(clause)
     if kind == "具体名字":  # the name in the clause of the thing named ("开展“双送双问”帮扶活动")
         thing = DETAILS[kind].search(question)["thing"]
         clauses = [c for c in re.split(r"[，,；;。]", clause) if thing and thing in c] or [clause]
@@ -667,8 +657,29 @@ def places(clause: str) -> list[str]:
     ]
 
 
+# Where something was done, by its place: "在围场开展", "在**、**等七个县区先行先试".
+_DONE_IN = re.compile(r"在(?![全各本我该])[\u4e00-\u9fff*、]{2,12}?(?:开展|先行|设立|试点|建设|推广)")
+# What follows a place that is part of a body's name (中原再担保, 石家庄银行): no place where it was done.
+_BODY_AFTER = re.compile(r"再担保|银行|农商|集团|公司|证监|银保监|监管")
+
+
+def cities_named(clause: str) -> bool:
+    """Whether ``clause`` names a city, county or district where something was done: 围场县, *县, "在围场
+    开展"; not a scope (全市, 各市) nor a place inside a body's name (中原再担保)."""
+    if _DONE_IN.search(clause) or re.search(r"[*]+[市县区]", clause):
+        return True
+    at = 0
+    for word, flag in domain_tagger().cut(clause):
+        at += len(word)
+        local = flag == "ns" and not _BODY_AFTER.match(clause, at)
+        if len(word) > 1 and not word.startswith(_SCOPES) and (local or word.endswith(("市", "县", "区"))):
+            return True
+    return False
+
+
 # A post a person holds, after their name or an anonymisation mark standing for it (**市长, *书记).
 _POSTS = r"市长|书记|局长|行长|主任|组长|处长|部长|同志|教授|专家|老师"
+_POST_WORDS = frozenset(_POSTS.split("|"))
 
 
 def persons(clause: str) -> bool:
@@ -677,9 +688,8 @@ def persons(clause: str) -> bool:
     if re.search(rf"[*]+(?:{_POSTS})|(?:{_POSTS})[*]+", clause):
         return True
     tagged = list(domain_tagger().cut(clause))
-    posts = _POSTS.split("|")
     return any(
-        flag.startswith("nr") and len(word) > 1 and following in posts
+        flag.startswith("nr") and len(word) > 1 and following in _POST_WORDS
         for (word, flag), (following, _) in pairwise(tagged)
     )
 
@@ -991,8 +1001,8 @@ def group_named(word: str, question: str) -> bool:
     """Whether ``word`` names a group whose members ``question`` asks for by its name: quoted (“双送双问”),
     counted in itself (三位一体, 1+N) or by the question (五大产业集群, 那2家融资担保公司)."""
     return (
-        word in re.findall(r"[“「]([^”」]{2,20})[”」]", question)
-        or bool(re.search(rf"[\d{_COUNT}双]", word))
+        _quoted_in(word, question)
+        or _counts_itself(word)
         or bool(
             re.search(
                 rf"[\d{_COUNT}]+(?:个|大|项|类|种|家|方|位|批|条)?[\u4e00-\u9fff]{{0,4}}{re.escape(word)}",
@@ -1000,6 +1010,16 @@ def group_named(word: str, question: str) -> bool:
             )
         )
     )
+
+
+def _quoted_in(word: str, question: str) -> bool:
+    """Whether ``question`` quotes ``word`` as a name (“双送双问”)."""
+    return word in re.findall(r"[“「]([^”」]{2,20})[”」]", question)
+
+
+def _counts_itself(word: str) -> bool:
+    """Whether the name ``word`` holds its own count (三位一体, 1+N, 双送双问)."""
+    return bool(re.search(rf"[\d{_COUNT}双]", word))
 
 
 def _asked_count(question: str) -> int:
@@ -1019,9 +1039,7 @@ def members_listed(word: str, question: str, texts: Sequence[str], words: Sequen
     for anywhere in its sentence."""
     count = _asked_count(question)
     # a quoted name counting its members itself (“三位一体”) is spelled out beside the name, not by any list
-    quoted = word in re.findall(r"[“「]([^”」]{2,20})[”」]", question) and bool(
-        re.search(rf"[\d{_COUNT}双]", word)
-    )
+    quoted = _quoted_in(word, question) and _counts_itself(word)
     item = re.compile(rf"{re.escape(word)}[”》」’]?、|、[“《「‘]?{re.escape(word)}")  # a list it is in
     for text in texts:
         parts = [m[0] for m in sentences(text) if m[0].strip()]
@@ -1133,8 +1151,9 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
         return MissingDetail(_named(word, words, near) if near else "", kind)
     if not near:
         # no sentence names a subject word (a paraphrase): a passage must give the detail somewhere
-        every = [m[0] for text in texts for m in sentences(text)]
-        if not kind or not words or kind in _SPELLED_OUT or _gives(kind, question, every):
+        if not kind or not words or kind in _SPELLED_OUT:
+            return None
+        if _gives(kind, question, [m[0] for text in texts for m in sentences(text)]):
             return None
         return MissingDetail(holder(question) if kind == "具体数字" else "", kind)
     if kind in _SPELLED_OUT:

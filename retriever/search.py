@@ -175,11 +175,11 @@ class Retriever:
         subject words for the detail check (see ``answerability.Gaps``)."""
         from .answerability import Gaps, subjects
 
-        question = curly_quotes(question)
         english = understand(question).english
+        everyday = 0.0 if english else self.everyday(question)  # before quoting: its search's vector
+        question = curly_quotes(question)
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
         words = tuple(s.word for s in subjects(question, glossary, english))
-        everyday = 0.0 if english else self.everyday(question)
         return Gaps(tuple(self.uncovered_topics(question)), self.uncovered_subject(question), words, everyday)
 
     def everyday(self, question: str) -> float:

@@ -24,10 +24,10 @@ from zhiwen.retriever.answerability import (
     measured,
     names_of,
     places,
-    split_apart,
     subjects,
     uncovered_subject,
     unmet_detail,
+    written_with_insert,
 )
 from zhiwen.retriever.topics import load_glossary
 
@@ -386,9 +386,9 @@ def test_a_name_in_ascii_quotes_is_quoted_as_the_reports_quote_it():
 def test_a_compound_written_with_a_modifier_inside_is_covered():
     kb = ["鼓励银行业金融机构设立促进消费专项信贷资金。", "推动供应链上的金融服务，支持房地产开发税收管理。"]
     found = lambda term: [p for p in kb if term in p]
-    assert split_apart("专项资金", found)
-    assert not split_apart("供应链金融", found), "上的 is no modifier of the compound"
-    assert not split_apart("房地产税", found), "a one-character word is no half"
+    assert written_with_insert("专项资金", found)
+    assert not written_with_insert("供应链金融", found), "上的 is no modifier of the compound"
+    assert not written_with_insert("房地产税", found), "a one-character word is no half"
     assert uncovered_subject("鼓励银行设立什么专项资金来促消费？", found, load_glossary()) is None
 
 
