@@ -41,10 +41,12 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_ASCII_QUOTED = re.compile(r'"([^"\n]*[\u4e00-\u9fff][^"\n]*)"')
+_ASCII_PAIR = re.compile(r'"([^"\n]*)"')
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 def curly_quotes(text: str) -> str:
     """``text`` with Chinese words in ASCII double quotes ("浦江经验") quoted as the reports quote them
-    (“浦江经验”): a question quotes a name the same way whichever keyboard typed it."""
-    return _ASCII_QUOTED.sub(r"“\1”", text)
+    (“浦江经验”): a question quotes a name the same way whichever keyboard typed it. The marks pair in
+    order ("1+N"模式里的"N" quotes 1+N and N, not the words between); English text stays as typed."""
+    return _ASCII_PAIR.sub(r"“\1”", text) if _HAN.search(text) else text

@@ -206,7 +206,7 @@ def evidence(question: str, hits: Sequence[Hit], gaps: Gaps = NO_GAPS) -> Eviden
         return Evidence(best, Refusal("subject", best, subject.word))
     if not in_scope:
         return Evidence(best, Refusal("scope", best, scope.describe()))
-    unmet = unmet_detail(question, [h.text for h in in_scope[:DETAIL_PASSAGES]], gaps.words)
+    unmet = unmet_detail(question, [h.text for h in in_scope[:DETAIL_PASSAGES]], gaps.words, gaps.group)
     return Evidence(best, unsupported=subject.word if subject else "", unmet=unmet, everyday=gaps.everyday)
 
 

@@ -358,8 +358,14 @@ def uncovered_subject(
     """
     # a number ("交满15年") is no subject: it says how much of the subject, not what it is
     found = [s for s in subjects(question, glossary, english) if not s.word.isdigit()]
+
+    def lacked(subject: Subject) -> bool:
+        return not covered(subject, contexts, glossary) and not written_alike(
+            subject.word, question, contexts
+        )
+
     asked = measured(question, found)
-    if asked is not None and not covered(asked, contexts, glossary):
+    if asked is not None and lacked(asked):
         return replace(asked, decisive=True)
     first = found[0] if found and not found[0].quoted else None
     # "（微信端）" qualifies a question, it names no subject
@@ -368,13 +374,35 @@ def uncovered_subject(
         first.word.endswith(INSTRUMENTS) or (len(first.word) > 2 and first.word.endswith(PAYMENT))
     )
     foreign = first is not None and bool(foreign_modifier(first.word, contexts))
-    if first and (personal or instrument or foreign) and not covered(first, contexts, glossary):
+    if first and (personal or instrument or foreign) and lacked(first):
         return replace(first, decisive=True)
     top = [s for s in found[:1] if s.specificity >= MIN_IDF]
     for subject in top + [s for s in found if s.decisive and s not in top]:
-        if not covered(subject, contexts, glossary) and not paraphrased(subject, found, contexts, glossary):
+        if lacked(subject) and not paraphrased(subject, found, contexts, glossary):
             return subject
     return None
+
+
+_ALIKE_CONTEXT = 2
+
+
+def written_alike(word: str, question: str, contexts: Contexts) -> bool:
+    """Whether the knowledge base writes ``word`` with the question's own characters around it
+    (``_ALIKE_CONTEXT`` before or after): jieba cut the question across a word ("在局内网开了什么栏目" gives
+    网开, the report writes "在局内网开辟"), so the word is the question's reading, not a thing the knowledge
+    base lacks. A word the knowledge base writes only inside a longer one (房地产 of 房地产税) stays lacking
+    unless the question writes that longer word too."""
+    at = question.find(word)
+    if at < 0:
+        return False
+    before = question[max(0, at - _ALIKE_CONTEXT) : at]
+    after = question[at + len(word) : at + len(word) + _ALIKE_CONTEXT]
+    spans = [
+        text
+        for text in (before + word, word + after)
+        if len(text) == len(word) + _ALIKE_CONTEXT and all(_CJK.match(c) for c in text)
+    ]
+    return any(span in passage for span in spans for passage in contexts(word))
 
 
 def foreign_modifier(word: str, contexts: Contexts) -> str:
@@ -437,7 +465,11 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:多少|几)(?:个?人|名|位|人次)"), "人|名|位|人次"),
     (re.compile(r"(?:多少|几)(?:次|期|届|批|轮)"), "次|期|届|批|轮"),
     (
-        re.compile(r"多少(?:钱|资金)|金额|余额|资本|收入|利润|额度|费用|经费|价格|面额|奖补|补贴|奖励|罚款"),
+        # "单户最高能贷多少": a sum lent
+        re.compile(
+            r"多少(?:钱|资金)|金额|余额|资本|收入|利润|额度|费用|经费|价格|面额|奖补|补贴|奖励|罚款"
+            r"|(?:贷|借)多少(?![户家笔次个人])"
+        ),
         "元|亿|万",
     ),
     (re.compile(r"(?:多少|几)件"), "件"),
@@ -452,7 +484,13 @@ UNITS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:多少|几)(?:台|辆|套|张)"), "台|辆|套|张"),
     (re.compile(r"率|比例|比率|占比|百分之几|增幅|增速"), "%|％|‰|成|个百分点"),
 )
-_DATE = re.compile(rf"{_NUMERAL}\s*(?:年|月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年")
+# A year is written in figures (2022年, **年, 二〇二二年); "三年行动计划" is a span of time, not a date.
+_YEAR = r"(?:\d{2,4}|[*]+|[〇零一二三四五六七八九]{2,4})\s*年"
+_DATE = re.compile(
+    rf"{_YEAR}|{_NUMERAL}\s*(?:月|日|号|季度)|年初|年底|年末|年中|月初|月末|月底|上半年|下半年"
+)
+# A question asking the month or the day ("几月份出台的") is not answered by the year alone.
+_FINER_THAN_YEAR = re.compile(r"几月|哪个月|哪一个月|几号|哪一天|哪天")
 _AS_OF = re.compile(r"(?:截至|截止|截止到|到)(?:\d{4}年)?$")
 DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusal says it -> its cue
     # Whether something is worth it for the asker, which to pick: no work report advises a person.
@@ -461,7 +499,7 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
         # where prices go, what to buy, which is cheaper or best for the asker
         r"|涨还是跌|会涨吗|会跌吗|推荐几|推荐一下|有没有[^，。？?]{0,10}推荐|推荐[^，。？?]{0,4}吗|还保值|保值吗|哪个[^，。？?]{0,4}更(?:低|高|便宜|省钱)|最合适"
         # which bank or product pays or costs the asker most: "哪家银行利息最高", "装修贷和消费贷哪个利息低"
-        r"|哪(?:家|个|种|只)[^，。？?]{0,12}(?:利息|利率|收益率?|费率|价格|手续费|年化)[^，。？?]{0,3}(?:最|更)?"
+        r"|哪(?:家|个|种|只|款)[^，。？?]{0,12}(?:利息|利率|收益率?|费率|价格|手续费|年化)[^，。？?]{0,3}(?:最|更)?"
         r"(?:高|低|便宜|贵)"
     ),
     "具体日期": re.compile(r"哪一天|哪天|几号|几月|哪一年|哪年|何时|什么时候|什么时间|日期"),
@@ -486,13 +524,14 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # Who held a post or spoke: answered only by a person named (or anonymised: **市长), not by the post.
     "人员姓名": re.compile(
         r"(?:组长|负责人|主持人|市长|书记|局长|行长|领导|专家|老师|讲师)[^，。？?]{0,4}(?:是谁|姓什么|叫什么名字)"
-        r"|请了(?:谁|哪些专家|哪几位|哪些人)|哪位(?:市领导|领导|专家|老师)"
+        r"|请了(?:谁|哪些专家|哪几位|哪些人)|哪(?:几|些)?位(?:市领导|领导|专家|老师)"
     ),
     # What a product, a lecture or a campaign is called: answered only where a passage gives its name,
     # quoted (“双送双问”, 《…》), not where it says one was made.
     "具体名字": re.compile(
         r"(?P<thing>产品|党课|讲座|课程|专题|文件|活动|项目|品牌|险种)[^，。？?]{0,6}(?:叫什么|叫啥|什么名字|名称|题目|标题)"
         r"|(?:题目|标题)(?:是|叫)|哪(?:几|些)(?:个|种)?险种"
+        r"|(?:改|更)(?:成|为|名为?)了?(?:什么|啥)(?:名字|名称)|新名字(?:是|叫)"  # a new name
     ),
     # 比例 or 额度 alone asks for no figure ("提高加计扣除比例后有何规定"): a figure is asked by 多少, 几 …
     "具体数字": re.compile(
@@ -528,7 +567,7 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # Which ones a group holds ("五大产业集群分别是哪五个", "“双送双问”指什么", "由哪三方组成"): answered
     # only where a passage lists them beside the group's name, not where it names the group.
     "具体名单": re.compile(
-        r"分别(?:是|指|为|有|叫)|都(?:是|有)哪些|具体(?:指|包括|是)哪些"
+        r"分别(?:是|指|为|有|叫)|都(?:是|有)哪些|具体(?:指|包括|是)哪些|(?:具体|都)包括(?:什么|哪些)"
         r"|哪(?:[两二三四五六七八九十]+|\d+)(?:个|家|方|项|类|种|条|大|位|批|件|所)?|是哪几|哪几家"
         r"|(?:具体)?规定了哪些|有哪些(?:具体)?(?:内容|条款)"
     ),
@@ -572,6 +611,7 @@ _ENUMERATION = r"（[一二三四五六七八九十]）|\([1-9一二三四五六
 GIVEN = {
     "申请条件或标准": re.compile(
         rf"须|需|应|不低于|不超过|不少于|不高于|年满|具备|以上|以下|之间|\d|{_ENUMERATION}"
+        r"|(?:作为|为)[^，。；]{0,12}标准"  # "把群众满意作为评判工作的根本标准"
     ),
     "办理流程": re.compile(
         rf"步骤|提交|提供|材料|手续|申请表|复印件|原件|证明|身份证|登录|网上|线上|窗口|首先|然后|程序|\d|{_ENUMERATION}"
@@ -603,8 +643,11 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     if kind == "对比情况":
         return compared(question, clause)
     if kind == "具体日期":  # "截至一季度末" dates a statistic, not an event
+        finer = _FINER_THAN_YEAR.search(question)
         return any(
-            not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()]) for m in _DATE.finditer(clause)
+            not _AS_OF.search(clause[max(0, m.start() - 6) : m.start()])
+            and not (finer and re.fullmatch(_YEAR, m[0]))
+            for m in _DATE.finditer(clause)
         )
     if kind == "举办地点" and places(clause):
         return True
@@ -629,6 +672,7 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
     # 50余次, 5000多家; any figure when no unit is asked, or a bare number (a telephone number)
     figure = rf"{_NUMERAL}\s*(?:余|多)?(?:{units or _ANY_UNIT})|百分之" + ("" if units else r"|\d{3,}")
     held, asked, where = holder(question), anchor(question), local_places(question)
+    per = _PER_UNIT.search(question)
     cue = DETAILS["具体数字"].search(question)
     stated = question[: cue.start()] if cue else ""
     span = _stated_span(stated, clause)
@@ -636,6 +680,7 @@ def detail_given(kind: str, question: str, clause: str) -> bool:
         m[0] not in stated  # a figure the question states ("39家后备企业里有几家") is not its answer
         and span[0] <= m.start() < span[1]
         and (not part or any(w in _clause_before(clause, m.start()) for w in part))  # 其中小微企业**户
+        and (not per or _PER_UNIT_GIVEN.search(_clause_before(clause, m.start())))  # 单户最高30万元
         and (not held or figure_of(held, question, clause[: m.start()]))
         and (not asked or anchor(clause[: m.start()], last=True) in ("", asked))
         and (not where or any(p in clause for p in where) or not _WIDER.search(clause[: m.start()]))
@@ -738,6 +783,14 @@ def _stated_span(stated: str, sentence: str) -> tuple[int, int]:
             ends = [e for e in (sentence.find(mark, at) for mark in "；;。") if e >= 0]
             return start, min(ends, default=len(sentence))
     return 0, len(sentence)
+
+
+# A figure per household, per loan or per person ("单户最多能贷多少"): given by a figure so stated (单户,
+# 户均, 最高, 不超过), not by a total ("贷款金额2375.99万元").
+_PER_UNIT = re.compile(r"单户|每户|一户|户均|单笔|每笔|一笔|每人|人均|单人|每家|单家|每个人")
+_PER_UNIT_GIVEN = re.compile(
+    r"单户|每户|户均|单笔|每笔|笔均|每人|人均|单人|每家|单家|最高|最多|上限|不超过|以内|以下"
+)
 
 
 def _clause_before(sentence: str, at: int) -> str:
@@ -878,9 +931,19 @@ def figure_of(held: str, question: str, before: str) -> bool:
     for name in dict.fromkeys([held, held.replace("贷款", ""), *longer, *aliases]):
         at = clause.rfind(name)
         if at >= 0 and not (bare and _qualified(clause[:at])):
-            return not _CHANGE.search(clause[at + len(name) :]) or bool(_CHANGE.search(question))
+            return not _CHANGE.search(clause[at + len(name) :]) or _asks_change(question)
     other = re.search(rf"[\u4e00-\u9fff]{{{max(1, 3 - len(head))},}}{head}", clause)
-    return not other and (not _CHANGE.search(clause) or bool(_CHANGE.search(question)))
+    return not other and (not _CHANGE.search(clause) or _asks_change(question))
+
+
+def _asks_change(question: str) -> bool:
+    """Whether ``question`` asks for a change ("较年初增长了多少"), in the clause asking for its figure; a
+    change it states first ("下降了四成多以后，现在的不良率是多少") asks for the level."""
+    cue = DETAILS["具体数字"].search(question)
+    at = cue.start() if cue else len(question)
+    start = max(question.rfind(mark, 0, at) for mark in "，,；;。") + 1
+    ends = [e for e in (question.find(mark, at) for mark in "，,；;。？?") if e >= 0]
+    return bool(_CHANGE.search(question[start : min(ends, default=len(question))]))
 
 
 @lru_cache(maxsize=256)
@@ -985,7 +1048,17 @@ def names_of(kind: str, clause: str, question: str) -> list[str]:
 
 def asked_detail(question: str) -> str:
     """The kind of detail ``question`` asks for ("具体日期", "名次", "具体数字"), or "" when it asks for none."""
-    return next((kind for kind, cue in DETAILS.items() if cue.search(question)), "")
+    return next(
+        (kind for kind, cue in DETAILS.items() if cue.search(question) and not _how_to(kind, question)), ""
+    )
+
+
+_HOW = re.compile(r"如何|怎么|怎样")
+
+
+def _how_to(kind: str, question: str) -> bool:
+    """A question asking how to look a date up ("如何查询车辆年检日期") asks for a way, not a date."""
+    return kind == "具体日期" and DETAILS[kind].findall(question) == ["日期"] and bool(_HOW.search(question))
 
 
 # What lists a group's members beside its name: after it, an aside, a colon or 即/包括/分别 ("“双送”即送政
@@ -1050,6 +1123,9 @@ def members_listed(word: str, question: str, texts: Sequence[str], words: Sequen
             about = (
                 word in part if quoted or count < 3 else not words or any(w in part for w in [word, *words])
             )
+            if quoted and word in part:  # beside the name: its clause and the next, not a list before it
+                named = next(i for i, c in enumerate(clauses) if word in c)
+                clauses = clauses[named : named + 2]
             if count and about and any(_items(c) == count and not item.search(c) for c in clauses):
                 return True
             start = part.find(word)
@@ -1132,7 +1208,9 @@ def sentences_about(words: Sequence[str], texts: Iterable[str], every: bool = Fa
 _SPELLED_OUT = frozenset(["具体名单", "具体含义"])
 
 
-def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> MissingDetail | None:
+def unmet_detail(
+    question: str, texts: Sequence[str], words: Sequence[str], group: Sequence[str] = ()
+) -> MissingDetail | None:
     """The detail ``question`` asks for when the passages ``texts`` (best first) do not give it, or None.
 
     ``words`` are the question's subject words, most specific first. The detail must be in a sentence
@@ -1143,7 +1221,8 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     When no sentence holds a subject word (a paraphrase throughout), any sentence of the passages may give
     it, and the question is refused only when none does ("2023年定的贷款增长目标是多少" over the 2023
     paragraph, which sets no figure). Nothing is judged when the question asks for no detail or has no
-    subject words.
+    subject words. The members of a named group (五大产业集群), when no passage of ``texts`` names it, are
+    looked for in ``group``: the knowledge base's passages naming it (``group_passages``).
     """
     kind = asked_detail(question)
     word, near = sentences_about(words, texts) if kind else ("", [])
@@ -1151,6 +1230,8 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
         return MissingDetail(_named(word, words, near) if near else "", kind)
     if not near:
         # no sentence names a subject word (a paraphrase): a passage must give the detail somewhere
+        if kind in _SPELLED_OUT and group:
+            return unmet_detail(question, group, words)
         if not kind or not words or kind in _SPELLED_OUT:
             return None
         if _gives(kind, question, [m[0] for text in texts for m in sentences(text)]):
@@ -1166,6 +1247,19 @@ def unmet_detail(question: str, texts: Sequence[str], words: Sequence[str]) -> M
     if _gives(kind, question, [*near, *own]):
         return None
     return MissingDetail((kind == "具体数字" and holder(question)) or _named(word, words, near), kind)
+
+
+GROUP_PASSAGES = 10
+
+
+def group_passages(question: str, words: Sequence[str], contexts: Contexts) -> tuple[str, ...]:
+    """The knowledge base's passages (``contexts``, at most ``GROUP_PASSAGES``) naming the group whose
+    members or meaning ``question`` asks ("五大产业集群分别是哪五个": those with 集群); empty when it asks
+    for neither or names no group among its subject ``words``."""
+    if asked_detail(question) not in _SPELLED_OUT:
+        return ()
+    word = next((w for w in words if group_named(w, question)), "")
+    return tuple(p for p in contexts(word) if covers(p, word))[:GROUP_PASSAGES] if word else ()
 
 
 def _gives(kind: str, question: str, parts: Iterable[str]) -> bool:
@@ -1218,12 +1312,14 @@ class Gaps:
     ``topics`` are the terms of art it names that no document mentions (``Retriever.uncovered_topics``),
     ``subject`` its subject word no document uses (``uncovered_subject``), ``words`` its subject words,
     most specific first (``unmet_detail`` looks for the sentences about them), ``everyday`` how near it is
-    to everyday life (``Retriever.everyday``; 0 when not measured)."""
+    to everyday life (``Retriever.everyday``; 0 when not measured), ``group`` the passages naming the
+    group whose members it asks (``group_passages``)."""
 
     topics: tuple[str, ...] = ()
     subject: Subject | None = None
     words: tuple[str, ...] = ()
     everyday: float = 0.0
+    group: tuple[str, ...] = ()
 
 
 NO_GAPS = Gaps()  # a question the knowledge base lacks nothing for

@@ -173,14 +173,16 @@ class Retriever:
     def gaps(self, question: str) -> Gaps:
         """What the knowledge base lacks for ``question``: its uncovered topics and subject, and its
         subject words for the detail check (see ``answerability.Gaps``)."""
-        from .answerability import Gaps, subjects
+        from .answerability import Gaps, group_passages, subjects
 
         english = understand(question).english
         everyday = 0.0 if english else self.everyday(question)  # before quoting: its search's vector
         question = curly_quotes(question)
         glossary = glossary_from_settings(self.settings.glossary) or load_glossary()
         words = tuple(s.word for s in subjects(question, glossary, english))
-        return Gaps(tuple(self.uncovered_topics(question)), self.uncovered_subject(question), words, everyday)
+        group = group_passages(question, words, self.generation.passages_with)
+        topics, subject = tuple(self.uncovered_topics(question)), self.uncovered_subject(question)
+        return Gaps(topics, subject, words, everyday, group)
 
     def everyday(self, question: str) -> float:
         """How near ``question`` is to everyday life: its highest cosine to the everyday questions of

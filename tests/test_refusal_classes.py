@@ -19,6 +19,7 @@ from zhiwen.retriever.answerability import (
     breakdown,
     detail_given,
     foreign_modifier,
+    group_passages,
     hidden_figures,
     holder,
     measured,
@@ -27,6 +28,7 @@ from zhiwen.retriever.answerability import (
     subjects,
     uncovered_subject,
     unmet_detail,
+    written_alike,
     written_with_insert,
 )
 from zhiwen.retriever.topics import load_glossary
@@ -406,6 +408,59 @@ def test_more_shapes_of_which_one_and_of_standards():
     assert asked_units("达到退休年龄的人员，计发基数是多少？") == "", "an age named, not asked"
     for advice in ["现在三年期定期存款哪家银行利息最高？", "装修贷和信用消费贷哪个利息低？"]:
         assert asked_detail(advice) == "个人建议", advice
+
+
+def test_a_month_a_cap_a_level_after_a_change_a_person_and_a_new_name():
+    plan = "印发《**市企业上市挂牌培育提升三年行动计划》。"
+    assert not detail_given("具体日期", "上市行动计划是哪年印发的？", plan), "三年 is a span, not a year"
+    month = "上市行动方案是几月份出台的？"
+    assert not detail_given("具体日期", month, "2022年出台上市行动方案。"), "the year alone"
+    assert detail_given("具体日期", month, "2022年3月出台上市行动方案。")
+    assert detail_given("具体日期", "上市行动方案是哪一年出台的？", "2022年出台上市行动方案。")
+    total = "全市新增脱贫人口小额信贷1309户，贷款金额2375.99万元。"
+    assert not detail_given("具体数字", "小额信贷单户最多能贷多少？", total), "a total, not a cap"
+    assert detail_given("具体数字", "小额信贷单户最多能贷多少？", "小额信贷单户最高可贷30万元。")
+    fell = "农信系统不良贷款率下降46.22%，排名全省第三。"
+    assert not detail_given("具体数字", "不良贷款率下降了四成以后，现在的不良率是多少？", fell)
+    assert detail_given("具体数字", "不良贷款率下降了多少？", fell), "the change asked"
+    assert asked_detail("后备企业分别由哪几位市领导分包？") == "人员姓名"
+    assert asked_detail("那2家公司改成了什么名字？") == "具体名字"
+    assert asked_detail("平台上哪款贷款产品利率最低？") == "个人建议"
+    assert asked_detail("“1+N”里的N具体包括什么？") == "具体名单"
+    assert asked_detail("如何查询车辆年检日期？") == "", "a way to look it up, not a date"
+    assert curly_quotes('"1+N"模式里的"N"指什么？') == "“1+N”模式里的“N”指什么？", "marks pair in order"
+    standard = "把群众满意作为评判工作的根本标准。"
+    assert detail_given("申请条件或标准", "评判工作的根本标准是什么？", standard)
+
+
+def test_a_word_jieba_cuts_across_the_reports_wording_is_not_lacking():
+    kb = ["在局内网开辟主题教育学习专栏。", "支持房地产税收征管。"]
+    found = lambda term: [p for p in kb if term in p]
+    assert written_alike("网开", "在局内网开了什么栏目？", found), "局内网开 is written as asked"
+    assert uncovered_subject("在局内网开了什么栏目？", found, load_glossary()) is None
+    assert not written_alike("房地产", "房地产市场怎么样？", found), "written only inside 房地产税收"
+
+
+def test_a_named_group_the_best_passages_miss_is_judged_where_the_knowledge_base_names_it():
+    kb = [
+        "指导金融机构围绕辖区五大产业集群和重点项目建设稳定金融供给。",
+        "建立调研成果转化和督办落实两项机制。",
+    ]
+    found = lambda term: [p for p in kb if term in p]
+    question, words = "辖区的五大产业集群具体是哪五个？", ("集群", "五大", "辖区")
+    group = group_passages(question, words, found)
+    assert group == (kb[0],)
+    elsewhere = ["坚持规划先行、试点突破，构建多元金融服务模式。"]  # the search's passages: no 集群
+    assert unmet_detail(question, elsewhere, words) is None, "not judged without the group's passages"
+    assert unmet_detail(question, elsewhere, words, group) == MissingDetail("集群", "具体名单")
+    listed = ("围绕装备制造、食品加工、新材料、新能源、文旅五大产业集群稳定金融供给。",)
+    assert unmet_detail(question, elsewhere, words, listed) is None, "listed where the kb names it"
+    assert group_passages("辖区产业集群发展得怎么样？", ("集群", "辖区"), found) == (), "no members asked"
+    # a quoted name counting its members is spelled out beside it, not by a list in the clause before it
+    help_ = ["坚持靶向施策、精准服务，创新开展“双送双问”帮扶活动，下沉基层一线，为企业纾困解难；"]
+    two = "“双送双问”帮扶活动送的是哪两样东西？"
+    assert unmet_detail(two, help_, ("双送双问",)) == MissingDetail("双送双问", "具体名单")
+    assert unmet_detail(two, ["开展“双送双问”帮扶活动，送政策和送服务。"], ("双送双问",)) is None
 
 
 def test_an_everyday_question_is_refused_only_when_its_best_passage_is_weak():
