@@ -337,6 +337,9 @@ def measured(question: str, found: Sequence[Subject]) -> Subject | None:
     return None
 
 
+_NUMBER = re.compile(r"\d+|[IVX]+|[ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩ]+")  # in figures or in Roman numerals
+
+
 def uncovered_subject(
     question: str, contexts: Contexts, glossary: Glossary, english: bool = False
 ) -> Subject | None:
@@ -356,8 +359,9 @@ def uncovered_subject(
       ``paraphrased`` (not decisive: it raises the relevance bar);
     - else the first decisive word (Latin) that is uncovered.
     """
-    # a number ("交满15年") is no subject: it says how much of the subject, not what it is
-    found = [s for s in subjects(question, glossary, english) if not s.word.isdigit()]
+    # a number ("交满15年", the III of 巴塞尔协议III) is no subject: it says how much or which of the
+    # subject, not what it is
+    found = [s for s in subjects(question, glossary, english) if not _NUMBER.fullmatch(s.word)]
 
     def lacked(subject: Subject) -> bool:
         return not covered(subject, contexts, glossary) and not written_alike(

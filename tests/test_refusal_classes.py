@@ -439,6 +439,11 @@ def test_a_word_jieba_cuts_across_the_reports_wording_is_not_lacking():
     assert written_alike("网开", "在局内网开了什么栏目？", found), "局内网开 is written as asked"
     assert uncovered_subject("在局内网开了什么栏目？", found, load_glossary()) is None
     assert not written_alike("房地产", "房地产市场怎么样？", found), "written only inside 房地产税收"
+    roman = ["观看警示片《穿透III》。"]
+    lacked = uncovered_subject(
+        "巴塞尔协议III对银行资本计量有什么影响？", lambda t: [p for p in roman if t in p], load_glossary()
+    )
+    assert lacked is not None and lacked.word == "巴塞尔", "III is a number, no subject"
 
 
 def test_a_named_group_the_best_passages_miss_is_judged_where_the_knowledge_base_names_it():
