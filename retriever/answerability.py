@@ -562,8 +562,8 @@ DETAILS: dict[str, re.Pattern[str]] = {  # the kind of detail, named as a refusa
     # Which bank, court, exchange: answered only by one named ("市农商银行"), not by the kind in general.
     "具体名称": re.compile(
         r"(?:哪(?:一|几)?(?:家|个|所)|(?:都|分别|具体)[是有]哪些)[\u4e00-\u9fff]{0,4}?"
-        r"(?P<kind>银行|城商行|农商行|法院|交易所|医院|大学|保险公司|部门|机构|单位)"
-        r"|(?P<after>银行|城商行|农商行|法院|交易所|医院|大学|保险公司|部门|机构|单位)(?:具体|都|分别)?"
+        r"(?P<kind>银行|城商行|农商行|法院|交易所|医院|大学|学校|保险公司|部门|机构|单位)"
+        r"|(?P<after>银行|城商行|农商行|法院|交易所|医院|大学|学校|保险公司|部门|机构|单位)(?:具体|都|分别)?"
         r"是哪(?![两二三四五六七八九十])(?:一|几|些)?(?:家|个|所)?"
         # what one is called: "那家城商行叫什么名字", "原来叫什么"
         r"|(?P<called>银行|城商行|农商行|公司|机构|部门|单位)[^，。？?]{0,4}叫(?:什么|啥)"
@@ -1027,6 +1027,10 @@ def _organisation(name: str) -> bool:
     return bool(found) and len(name) > 2 and name[: found.start()].strip("*") not in _ANY_KIND
 
 
+# A kind named by words of other endings: a school is a 中学, a 小学 or a 学院 by name.
+_KIND_NAMES = {"学校": ("学校", "中学", "小学", "大学", "学院", "幼儿园")}
+
+
 def names_of(kind: str, clause: str, question: str) -> list[str]:
     """The names of a ``kind`` (银行) in ``clause``: a word ending in it, or the kind after a noun or an
     anonymised name (市农商银行 gives 农商银行, *银行 stays *银行), leaving out kinds in general
@@ -1035,17 +1039,20 @@ def names_of(kind: str, clause: str, question: str) -> list[str]:
     tagged = list(domain_tagger().cut(clause))
     if kind in ORGANISATIONS:
         return [n for n in _noun_runs(tagged) if _organisation(n) and n.strip("*") not in question]
+    ends = _KIND_NAMES.get(kind, (kind,))
     found = []
     for at, (word, _) in enumerate(tagged):
-        if not word.endswith(kind):
+        if not word.endswith(ends):
             continue
         before, flag = tagged[at - 1] if at else ("", "")
         # a one-character noun names when it is a place (北 of 沪深北交易所) or follows another noun, not
         # alone ("报交易所审核": 报 is a report to the exchange)
         named = len(before) > 1 or flag in ("ns", "j") or (at > 1 and bool(_NOUN.match(tagged[at - 2][1])))
-        if word == kind and ((_NOUN.match(flag) and named) or before.endswith("*")):
-            word = before[-1] + kind if before.endswith("*") else before + kind
-        if word != kind and word not in GENERIC_NAMES and word not in question:
+        # a school by its number (第一中学)
+        noun = _NOUN.match(flag) or (kind in _KIND_NAMES and flag == "m" and len(before) > 1)
+        if word in ends and ((noun and named) or before.endswith("*")):
+            word = before[-1] + word if before.endswith("*") else before + word
+        if word not in ends and word not in GENERIC_NAMES and word not in question:
             found.append(word)
     return found
 

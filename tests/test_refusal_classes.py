@@ -428,6 +428,9 @@ def test_a_month_a_cap_a_level_after_a_change_a_person_and_a_new_name():
     assert asked_detail("平台上哪款贷款产品利率最低？") == "个人建议"
     assert asked_detail("“1+N”里的N具体包括什么？") == "具体名单"
     assert asked_detail("如何查询车辆年检日期？") == "", "a way to look it up, not a date"
+    assert asked_detail("支部共建是和哪所学校一起搞的？") == "具体名称"
+    assert names_of("学校", "与石家庄市第一中学开展支部共建", "哪所学校") == ["第一中学"], "a school by name"
+    assert names_of("学校", "与学校开展支部共建", "哪所学校") == [], "schools in general"
     assert curly_quotes('"1+N"模式里的"N"指什么？') == "“1+N”模式里的“N”指什么？", "marks pair in order"
     standard = "把群众满意作为评判工作的根本标准。"
     assert detail_given("申请条件或标准", "评判工作的根本标准是什么？", standard)
